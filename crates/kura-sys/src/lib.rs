@@ -1,0 +1,141 @@
+//! The operating-system calls kura needs, and the only crate with `unsafe`.
+//!
+//! - [`disable_core_dumps`]: `prctl(PR_SET_DUMPABLE, 0)` and `RLIMIT_CORE = 0`, so a crash
+//!   of a process that holds keys never writes them to a core file.
+//! - [`lock_memory`]: best-effort `mlock` of the pages that hold long-lived keys, so they
+//!   are never written to swap. A refusal is reported once and is not an error.
+//! - [`fork_epoch`]: a counter bumped in every child after `fork`, so that buffered
+//!   randomness is thrown away instead of being shared by parent and child.
+//!
+//! Every `unsafe` block carries a `SAFETY:` comment. Nothing here panics.
+
+use std::io;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What [`disable_core_dumps`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpState {
+    /// The process is no longer dumpable (`PR_GET_DUMPABLE` answers 0).
+    pub not_dumpable: bool,
+    /// The core file size limit is 0.
+    pub core_limit_zero: bool,
+}
+
+/// Turns off core dumps of this process: `prctl(PR_SET_DUMPABLE, 0)` and a soft and hard
+/// `RLIMIT_CORE` of 0. Returns the first OS error; both calls are always attempted.
+pub fn disable_core_dumps() -> io::Result<DumpState> {
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory of ours.
+    let r1 = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+    let e1 = (r1 != 0).then(io::Error::last_os_error);
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `zero` is a valid, initialised rlimit that outlives the call.
+    let r2 = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    let e2 = (r2 != 0).then(io::Error::last_os_error);
+    if let Some(e) = e1.or(e2) {
+        return Err(e);
+    }
+    dump_state()
+}
+
+/// Reads back whether the process is dumpable and its core size limit.
+pub fn dump_state() -> io::Result<DumpState> {
+    // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    if dumpable < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 1,
+        rlim_max: 1,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit that outlives the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(DumpState {
+        not_dumpable: dumpable == 0,
+        core_limit_zero: lim.rlim_cur == 0 && lim.rlim_max == 0,
+    })
+}
+
+static MLOCK_REFUSED: AtomicBool = AtomicBool::new(false);
+static MLOCK_REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Tries to `mlock` the pages spanning `bytes`. Best effort: if the OS refuses (for
+/// example `RLIMIT_MEMLOCK`), returns `false`; the first refusal is reported once through
+/// [`take_mlock_refusal`]. Pages are never unlocked, since another key may share them.
+pub fn lock_memory(bytes: &[u8]) -> bool {
+    if bytes.is_empty() || MLOCK_REFUSED.load(Ordering::Relaxed) {
+        return false;
+    }
+    // SAFETY: the range is the memory of a live slice we borrow for the duration of the
+    // call; mlock only changes paging attributes and never reads or writes it.
+    let r = unsafe { libc::mlock(bytes.as_ptr().cast(), bytes.len()) };
+    if r != 0 {
+        MLOCK_REFUSED.store(true, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// `Some(message)` the first time it is called after `mlock` was refused, so the caller can
+/// log it once; `None` otherwise.
+pub fn take_mlock_refusal() -> Option<&'static str> {
+    if MLOCK_REFUSED.load(Ordering::Relaxed) && !MLOCK_REPORTED.swap(true, Ordering::Relaxed) {
+        Some(
+            "mlock of key memory was refused (RLIMIT_MEMLOCK); keys may reach swap: raise the \
+             memlock limit or disable swap",
+        )
+    } else {
+        None
+    }
+}
+
+static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+
+extern "C" fn bump_fork_epoch() {
+    FORK_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A number that changes in a child process after every `fork`. Buffers of randomness
+/// remember the epoch they were filled in and are discarded when it changes.
+pub fn fork_epoch() -> u64 {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a child handler that only does an atomic add, which is
+        // async-signal-safe; the function pointer has 'static lifetime.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(bump_fork_epoch));
+        }
+    });
+    FORK_EPOCH.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_dumps_can_be_disabled() {
+        let st = disable_core_dumps().unwrap();
+        assert!(st.not_dumpable);
+        assert!(st.core_limit_zero);
+        assert_eq!(dump_state().unwrap(), st);
+    }
+
+    #[test]
+    fn lock_memory_is_best_effort() {
+        let v = vec![7u8; 64];
+        let _ = lock_memory(&v);
+        assert!(!lock_memory(&[]));
+    }
+
+    #[test]
+    fn fork_epoch_is_stable_without_fork() {
+        assert_eq!(fork_epoch(), fork_epoch());
+    }
+}
