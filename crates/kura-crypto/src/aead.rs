@@ -4,7 +4,7 @@ mod xaes;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
-pub use xaes::{XAES_COMMITMENT_LEN, XAES_NONCE_LEN, XaesCommitting};
+pub use xaes::{XAES_COMMITMENT_LEN, XAES_NONCE_LEN, XaesCommitting, XaesMessage};
 
 use crate::{Error, Key256};
 

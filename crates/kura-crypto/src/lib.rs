@@ -30,6 +30,7 @@ mod secret;
 
 pub use aead::{
     Aes256Gcm, GCM_NONCE_LEN, TAG_LEN, XAES_COMMITMENT_LEN, XAES_NONCE_LEN, XaesCommitting,
+    XaesMessage,
 };
 pub use ctr::{CtrCipher, CtrMethod};
 pub use error::Error;

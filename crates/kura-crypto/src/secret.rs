@@ -77,6 +77,11 @@ impl SecretBytes {
         &self.0
     }
 
+    /// The secret bytes, writable (to decrypt in place).
+    pub fn expose_secret_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -1,1 +1,32 @@
+//! # kura-keys
+//!
+//! The key hierarchy: **master key (CMK) → KEK → data keys → a key per record or stream**.
+//!
+//! - [`master_key`]: where the master key comes from (a file, an environment variable;
+//!   a KMS later) behind the [`MasterKey`] trait. It only ever wraps and unwraps the KEK.
+//! - [`Keyring`]: opens a keystore, unwraps the active KEK and the data keys, seals and
+//!   opens records ([`Keyring::seal`]) and streams ([`Keyring::stream_sealer`]), and
+//!   rotates every level online: data key (new active, old decrypt-only), KEK (every data
+//!   key re-wrapped in one transaction), master key (the KEK re-wrapped, O(1)).
+//! - [`config`]: TOML file, environment and flags resolved into [`config::Settings`].
+//! - [`Status`]: what `kura status` shows. It holds ids, states, timestamps and sources,
+//!   never a key.
+//!
+//! Plaintext keys exist only in memory, in zeroizing types; the keystore sees wrapped
+//! blobs. A configured previous master key is tried when the current one did not wrap the
+//! KEK, and the KEK is then re-wrapped under the current one.
 
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+mod error;
+mod keyring;
+pub mod master_key;
+
+pub use error::Error;
+pub use keyring::{
+    DEFAULT_KEYRING, DataKey, DataKeyStatus, KekStatus, Keyring, KeyringSettings, MasterKeyStatus,
+    OpenReport, Status,
+};
+pub use master_key::{LocalMasterKey, MasterKey};

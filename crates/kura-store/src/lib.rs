@@ -1,1 +1,46 @@
+//! # kura-store
+//!
+//! Persistence for the key hierarchy. The keystore holds only *wrapped* keys (KEKs wrapped
+//! by the master key, data keys wrapped by a KEK) and their life-cycle metadata; it never
+//! sees a plaintext key and never decrypts anything.
+//!
+//! - [`Keystore`]: the storage trait. Reads return a whole [`Snapshot`]; writes are a
+//!   batch of [`Change`]s applied in one transaction, guarded by a generation number so
+//!   that two processes rotating at once cannot both win ([`Error::Conflict`]).
+//! - [`SqliteKeystore`]: the embedded default (WAL, `synchronous=FULL`, schema versioned
+//!   with `user_version`). PostgreSQL implements the same trait for clusters.
+//!
+//! The store enforces the invariants it can: one active KEK, one active data key per
+//! keyring (partial unique indexes), and unique key ids.
 
+#![forbid(unsafe_code)]
+
+mod error;
+mod model;
+mod sqlite;
+
+pub use error::Error;
+pub use model::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Snapshot};
+pub use sqlite::SqliteKeystore;
+
+/// A keystore: where wrapped keys live.
+///
+/// Every method is one transaction. Implementations must make a successful
+/// [`Keystore::commit`] durable before returning.
+pub trait Keystore: Send + Sync {
+    /// Everything in the keystore, or `None` if it has not been initialised.
+    fn snapshot(&self) -> Result<Option<Snapshot>, Error>;
+
+    /// The current generation (bumped by every commit), or `None` if not initialised. Cheap:
+    /// a running process polls it to notice changes made by other processes.
+    fn generation(&self) -> Result<Option<u64>, Error>;
+
+    /// Initialises an empty keystore with `changes` (the first KEK and data key). Fails with
+    /// [`Error::AlreadyInitialized`] if it already holds keys. Returns the new generation.
+    fn initialize(&self, changes: &[Change]) -> Result<u64, Error>;
+
+    /// Applies `changes` atomically if the generation is still `expected_generation`,
+    /// otherwise fails with [`Error::Conflict`] and changes nothing. Returns the new
+    /// generation.
+    fn commit(&self, expected_generation: u64, changes: &[Change]) -> Result<u64, Error>;
+}

@@ -73,6 +73,26 @@ impl XaesCommitting {
         n
     }
 
+    /// Derives the message key and commitment for `nonce`, so a format can place the
+    /// commitment in a header that is itself bound as AAD before sealing.
+    pub fn begin(
+        &self,
+        nonce: &[u8; XAES_NONCE_LEN],
+    ) -> Result<(XaesMessage, [u8; XAES_COMMITMENT_LEN]), Error> {
+        let mut d = self.derive(nonce)?;
+        let mut commitment = [0u8; XAES_COMMITMENT_LEN];
+        commitment.copy_from_slice(&d[32..]);
+        let gcm = first_half(&d).and_then(Aes256Gcm::from_bytes);
+        d.zeroize();
+        Ok((
+            XaesMessage {
+                gcm: gcm?,
+                nonce: Self::gcm_nonce(nonce),
+            },
+            commitment,
+        ))
+    }
+
     /// Seals `buf` in place; returns the commitment and the tag.
     pub fn seal_in_place(
         &self,
@@ -80,13 +100,8 @@ impl XaesCommitting {
         aad: &[u8],
         buf: &mut [u8],
     ) -> Result<([u8; XAES_COMMITMENT_LEN], [u8; TAG_LEN]), Error> {
-        let mut d = self.derive(nonce)?;
-        let mut commitment = [0u8; XAES_COMMITMENT_LEN];
-        commitment.copy_from_slice(&d[32..]);
-        let gcm = first_half(&d).and_then(Aes256Gcm::from_bytes);
-        d.zeroize();
-        let tag = gcm?.seal_in_place(&Self::gcm_nonce(nonce), aad, buf)?;
-        Ok((commitment, tag))
+        let (msg, commitment) = self.begin(nonce)?;
+        Ok((commitment, msg.seal_in_place(aad, buf)?))
     }
 
     /// Checks the commitment in constant time, then verifies and decrypts `buf` in place.
@@ -107,6 +122,20 @@ impl XaesCommitting {
         let gcm = first_half(&d).and_then(Aes256Gcm::from_bytes);
         d.zeroize();
         gcm?.open_in_place(&Self::gcm_nonce(nonce), aad, buf, tag)
+    }
+}
+
+/// The AES-256-GCM key and nonce derived for one message; sealing consumes it, so the
+/// pair is used once.
+pub struct XaesMessage {
+    gcm: Aes256Gcm,
+    nonce: [u8; 12],
+}
+
+impl XaesMessage {
+    /// Seals `buf` in place and returns the tag.
+    pub fn seal_in_place(self, aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+        self.gcm.seal_in_place(&self.nonce, aad, buf)
     }
 }
 

@@ -1,0 +1,419 @@
+//! Configuration: a TOML file shaped like TiKV's, environment variables shaped like
+//! Looker's, and command-line flags. [`resolve`] merges them (flags, then environment,
+//! then file, then defaults) into validated [`Settings`]; nothing else reads the
+//! environment.
+//!
+//! ```toml
+//! [storage]
+//! data-dir = "/var/lib/kura"
+//!
+//! [security.encryption]
+//! data-encryption-method = "aes256-ctr"
+//! data-key-rotation-period = "168h"
+//!
+//! [security.encryption.master-key]
+//! type = "file"            # or "env" (variable = "KURA_MASTER_KEY_ENV")
+//! path = "/etc/kura/master.key"
+//!
+//! [security.encryption.previous-master-key]
+//! type = "file"
+//! path = "/etc/kura/old-master.key"
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::Error;
+
+/// Environment variable naming the master key file.
+pub const ENV_MASTER_KEY_FILE: &str = "KURA_MASTER_KEY_FILE";
+/// Environment variable holding the master key itself, base64.
+pub const ENV_MASTER_KEY_ENV: &str = "KURA_MASTER_KEY_ENV";
+/// Environment variable naming the previous master key file.
+pub const ENV_PREVIOUS_MASTER_KEY_FILE: &str = "KURA_PREVIOUS_MASTER_KEY_FILE";
+/// Environment variable holding the previous master key itself, base64.
+pub const ENV_PREVIOUS_MASTER_KEY_ENV: &str = "KURA_PREVIOUS_MASTER_KEY_ENV";
+/// Environment variable naming the data directory.
+pub const ENV_DATA_DIR: &str = "KURA_DATA_DIR";
+/// The data directory when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "kura-data";
+/// The default rotation period of data keys (7 days).
+pub const DEFAULT_ROTATION_PERIOD: Duration = Duration::from_secs(168 * 3600);
+
+/// The method of transparent file encryption recorded with each data key (the names are
+/// TiKV's). Records and streams are always sealed with AES-256-GCM whatever the method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Method {
+    /// No file encryption.
+    Plaintext,
+    /// AES-128-CTR.
+    Aes128Ctr,
+    /// AES-192-CTR.
+    Aes192Ctr,
+    /// AES-256-CTR.
+    #[default]
+    Aes256Ctr,
+    /// SM4-CTR.
+    Sm4Ctr,
+}
+
+impl Method {
+    /// The configuration name, e.g. `aes256-ctr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Aes128Ctr => "aes128-ctr",
+            Self::Aes192Ctr => "aes192-ctr",
+            Self::Aes256Ctr => "aes256-ctr",
+            Self::Sm4Ctr => "sm4-ctr",
+        }
+    }
+
+    /// Parses a configuration name.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        [Self::Plaintext, Self::Aes128Ctr, Self::Aes192Ctr, Self::Aes256Ctr, Self::Sm4Ctr]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "data-encryption-method \"{s}\" is unknown; use plaintext, aes128-ctr, aes192-ctr, aes256-ctr or sm4-ctr"
+                ))
+            })
+    }
+}
+
+/// Where a master key comes from.
+pub enum MasterKeySpec {
+    /// A file: 64 hex digits and a newline, or base64; mode 0400.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Which setting named it (for error messages).
+        origin: String,
+    },
+    /// An environment variable holding the key in base64 (captured at resolution).
+    Env {
+        /// The variable's name.
+        variable: String,
+        /// Its value.
+        value: Zeroizing<String>,
+    },
+}
+
+impl fmt::Debug for MasterKeySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File { path, .. } => write!(f, "file {}", path.display()),
+            Self::Env { variable, .. } => write!(f, "env {variable}"),
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug)]
+pub struct Settings {
+    /// Where the keystore lives.
+    pub data_dir: PathBuf,
+    /// The data encryption method.
+    pub method: Method,
+    /// How long a data key stays active.
+    pub rotation_period: Duration,
+    /// The current master key.
+    pub master_key: Option<MasterKeySpec>,
+    /// The previous master key, tried when the current one does not unwrap the KEK.
+    pub previous_master_key: Option<MasterKeySpec>,
+}
+
+impl Settings {
+    /// The keystore database inside the data directory.
+    pub fn keystore_path(&self) -> PathBuf {
+        self.data_dir.join("keystore.db")
+    }
+}
+
+/// Values given as command-line flags; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--master-key-file`.
+    pub master_key_file: Option<PathBuf>,
+    /// `--previous-master-key-file`.
+    pub previous_master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    #[serde(default)]
+    storage: StorageSection,
+    #[serde(default)]
+    security: SecuritySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StorageSection {
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SecuritySection {
+    #[serde(default)]
+    encryption: EncryptionSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct EncryptionSection {
+    data_encryption_method: Option<String>,
+    data_key_rotation_period: Option<String>,
+    master_key: Option<MasterKeyToml>,
+    previous_master_key: Option<MasterKeyToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+enum MasterKeyToml {
+    File { path: PathBuf },
+    Env { variable: Option<String> },
+}
+
+/// Parses a duration such as `168h`, `30m` or `7days`.
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+        Error::Config(format!(
+            "data-key-rotation-period \"{s}\" is not a duration like \"168h\": {e}"
+        ))
+    })?;
+    if d.is_zero() {
+        return Err(Error::Config(
+            "data-key-rotation-period must be longer than zero".into(),
+        ));
+    }
+    Ok(d)
+}
+
+/// Formats a duration the way it is usually configured (`168h`, `90m`, `45s`).
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Merges `flags`, the environment (through `env`) and the TOML `file` (with its path, for
+/// messages) into settings.
+pub fn resolve(
+    file: Option<(&Path, &str)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    flags: &Overrides,
+) -> Result<Settings, Error> {
+    let cfg: FileConfig = match file {
+        Some((path, text)) => toml::from_str(text)
+            .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?,
+        None => FileConfig::default(),
+    };
+    let enc = cfg.security.encryption;
+    let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
+    let data_dir = flags
+        .data_dir
+        .clone()
+        .or_else(|| nonempty(ENV_DATA_DIR).map(PathBuf::from))
+        .or(cfg.storage.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let method = match enc.data_encryption_method {
+        Some(m) => Method::parse(&m)?,
+        None => Method::default(),
+    };
+    let rotation_period = match enc.data_key_rotation_period {
+        Some(p) => parse_duration(&p)?,
+        None => DEFAULT_ROTATION_PERIOD,
+    };
+    let master_key = pick(
+        flags.master_key_file.as_deref(),
+        "--master-key-file",
+        (ENV_MASTER_KEY_FILE, ENV_MASTER_KEY_ENV),
+        enc.master_key,
+        "[security.encryption.master-key]",
+        &nonempty,
+    )?;
+    let previous_master_key = pick(
+        flags.previous_master_key_file.as_deref(),
+        "--previous-master-key-file",
+        (ENV_PREVIOUS_MASTER_KEY_FILE, ENV_PREVIOUS_MASTER_KEY_ENV),
+        enc.previous_master_key,
+        "[security.encryption.previous-master-key]",
+        &nonempty,
+    )?;
+    Ok(Settings {
+        data_dir,
+        method,
+        rotation_period,
+        master_key,
+        previous_master_key,
+    })
+}
+
+fn pick(
+    flag: Option<&Path>,
+    flag_name: &str,
+    (file_var, env_var): (&str, &str),
+    toml: Option<MasterKeyToml>,
+    section: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<MasterKeySpec>, Error> {
+    if let Some(path) = flag {
+        return Ok(Some(MasterKeySpec::File {
+            path: path.to_path_buf(),
+            origin: flag_name.to_string(),
+        }));
+    }
+    match (env(file_var), env(env_var)) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(format!(
+                "both {file_var} and {env_var} are set; set only one"
+            )));
+        }
+        (Some(path), None) => {
+            return Ok(Some(MasterKeySpec::File {
+                path: PathBuf::from(path),
+                origin: file_var.to_string(),
+            }));
+        }
+        (None, Some(value)) => {
+            return Ok(Some(MasterKeySpec::Env {
+                variable: env_var.to_string(),
+                value: Zeroizing::new(value),
+            }));
+        }
+        (None, None) => {}
+    }
+    match toml {
+        None => Ok(None),
+        Some(MasterKeyToml::File { path }) => Ok(Some(MasterKeySpec::File {
+            path,
+            origin: format!("{section} path"),
+        })),
+        Some(MasterKeyToml::Env { variable }) => {
+            let variable = variable.unwrap_or_else(|| env_var.to_string());
+            match env(&variable) {
+                Some(value) => Ok(Some(MasterKeySpec::Env {
+                    variable,
+                    value: Zeroizing::new(value),
+                })),
+                None => Err(Error::MissingMasterKey(format!(
+                    "{section} has type = \"env\", but the environment variable {variable} is not set"
+                ))),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    const TOML: &str = r#"
+[storage]
+data-dir = "/from/file"
+[security.encryption]
+data-encryption-method = "sm4-ctr"
+data-key-rotation-period = "24h"
+[security.encryption.master-key]
+type = "file"
+path = "/file/master.key"
+[security.encryption.previous-master-key]
+type = "env"
+variable = "OLD_KEY"
+"#;
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let p = Path::new("kura.toml");
+        let s = resolve(
+            Some((p, TOML)),
+            &env_of(&[("OLD_KEY", "b64")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(s.method, Method::Sm4Ctr);
+        assert_eq!(s.rotation_period, Duration::from_secs(86400));
+        assert!(
+            matches!(&s.master_key, Some(MasterKeySpec::File { path, .. }) if path == Path::new("/file/master.key"))
+        );
+        assert!(
+            matches!(&s.previous_master_key, Some(MasterKeySpec::Env { variable, .. }) if variable == "OLD_KEY")
+        );
+
+        let env = env_of(&[
+            ("OLD_KEY", "b64"),
+            (ENV_MASTER_KEY_ENV, "zzz"),
+            (ENV_DATA_DIR, "/from/env"),
+        ]);
+        let s = resolve(Some((p, TOML)), &env, &Overrides::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/from/env"));
+        assert!(
+            matches!(&s.master_key, Some(MasterKeySpec::Env { variable, .. }) if variable == ENV_MASTER_KEY_ENV)
+        );
+
+        let flags = Overrides {
+            data_dir: Some("/from/flag".into()),
+            master_key_file: Some("/flag.key".into()),
+            previous_master_key_file: None,
+        };
+        let s = resolve(Some((p, TOML)), &env, &flags).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/from/flag"));
+        assert!(
+            matches!(&s.master_key, Some(MasterKeySpec::File { path, .. }) if path == Path::new("/flag.key"))
+        );
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let s = resolve(None, &env_of(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(s.method, Method::Aes256Ctr);
+        assert_eq!(s.rotation_period, DEFAULT_ROTATION_PERIOD);
+        assert!(s.master_key.is_none());
+        let bad = "[security.encryption]\ndata-encryption-method = \"rot13\"\n";
+        let e = resolve(
+            Some((Path::new("k.toml"), bad)),
+            &env_of(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("rot13"), "{e}");
+        let unknown = "[security.encryption]\nmaster-kee = 1\n";
+        let e = resolve(
+            Some((Path::new("k.toml"), unknown)),
+            &env_of(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("master-kee"), "{e}");
+        let both = env_of(&[(ENV_MASTER_KEY_FILE, "/a"), (ENV_MASTER_KEY_ENV, "b")]);
+        assert!(resolve(None, &both, &Overrides::default()).is_err());
+        assert_eq!(format_duration(DEFAULT_ROTATION_PERIOD), "168h");
+        assert_eq!(parse_duration("168h").unwrap(), DEFAULT_ROTATION_PERIOD);
+    }
+}

@@ -1,0 +1,99 @@
+use std::path::PathBuf;
+
+/// Errors of the key hierarchy. Wordings a user meets at start-up follow the documents
+/// operators already know (Looker's "Missing backing keystore", "Size of the Master Key is
+/// invalid", "Permission for backing key file").
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No master key is configured, or its file does not exist.
+    #[error("Missing backing keystore: {0}")]
+    MissingMasterKey(String),
+    /// The master key decodes to other than 32 bytes.
+    #[error(
+        "Size of the Master Key is invalid it must be 32 bytes however is {actual} (from {source_name})"
+    )]
+    MasterKeySize {
+        /// Bytes found.
+        actual: usize,
+        /// Where the key came from.
+        source_name: String,
+    },
+    /// The key file is readable or writable by others, or writable by its owner.
+    #[error("Permission for backing key file must be 0400, but is {mode:o}: run `chmod 0400 {}`", path.display())]
+    KeyFilePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The master key is not 64 hex digits or base64.
+    #[error(
+        "the master key in {source_name} is neither 64 hex digits nor base64; generate one with `kura keygen`"
+    )]
+    MasterKeyEncoding {
+        /// Where the key came from.
+        source_name: String,
+    },
+    /// The KEK was wrapped by a master key that is not configured.
+    #[error(
+        "wrong master key: KEK {kek_id} is wrapped by master key {wrapped_by}, but the configured master key is {current}{previous}; \
+         if the master key was rotated, configure the old one as previous-master-key \
+         (KURA_PREVIOUS_MASTER_KEY_FILE, KURA_PREVIOUS_MASTER_KEY_ENV or [security.encryption.previous-master-key])"
+    )]
+    WrongMasterKey {
+        /// The KEK.
+        kek_id: u64,
+        /// The master key id stored with the KEK.
+        wrapped_by: String,
+        /// The configured master key id.
+        current: String,
+        /// ", and the previous one is …" or empty.
+        previous: String,
+    },
+    /// The KEK blob names the configured master key but does not authenticate.
+    #[error(
+        "KEK {kek_id} does not unwrap under master key {master_key_id}: the keystore was altered or the key is wrong; restore the keystore from a backup"
+    )]
+    KekUnwrap {
+        /// The KEK.
+        kek_id: u64,
+        /// The master key tried.
+        master_key_id: String,
+    },
+    /// A ciphertext names a data key this keystore does not hold.
+    #[error(
+        "unknown data key id {0}: this keystore has no such key; the data was encrypted with another keystore, or the key id is corrupt"
+    )]
+    UnknownDataKey(u64),
+    /// A ciphertext names a data key that was destroyed.
+    #[error("data key {0} was destroyed: data encrypted under it can no longer be decrypted")]
+    DataKeyDestroyed(u64),
+    /// The active data key cannot be destroyed.
+    #[error("data key {0} is active; rotate it first with `kura rotate data-key`")]
+    DestroyActive(u64),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Rotation kept losing races against other processes.
+    #[error("the keystore kept changing under {0}; another process is rotating keys, try again")]
+    Contention(&'static str),
+    /// The keystore failed.
+    #[error(transparent)]
+    Store(#[from] kura_store::Error),
+    /// A format error, including the opaque decryption failure.
+    #[error(transparent)]
+    Format(#[from] kura_format::Error),
+    /// A primitive failed.
+    #[error(transparent)]
+    Crypto(#[from] kura_crypto::Error),
+    /// Reading a key file failed.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}

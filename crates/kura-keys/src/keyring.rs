@@ -1,0 +1,422 @@
+//! The [`Keyring`]: the unwrapped hierarchy in memory, and every operation on it.
+//!
+//! A keyring is opened from a keystore and a master key. It unwraps the active KEK, and
+//! with it every data key that is not destroyed; seals with the active data key; opens
+//! with whichever key a ciphertext names. Every change (rotation, destruction) is one
+//! keystore transaction guarded by the generation it was computed from; afterwards the
+//! in-memory state is swapped atomically, so concurrent readers never wait.
+
+mod state;
+mod status;
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use kura_crypto::Key256;
+use kura_format::{EncryptionContext, envelope, stream};
+use kura_store::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Keystore};
+
+pub use state::DataKey;
+pub use status::{DataKeyStatus, KekStatus, MasterKeyStatus, Status};
+
+use crate::Error;
+use crate::clock::Clock;
+use crate::config::Method;
+use crate::master_key::MasterKey;
+use state::{Kek, Loader, State, new_id};
+
+/// The keyring used for records and streams.
+pub const DEFAULT_KEYRING: &str = "default";
+const RETRIES: usize = 8;
+
+/// How a keyring behaves.
+#[derive(Debug, Clone)]
+pub struct KeyringSettings {
+    /// The data encryption method recorded with new data keys.
+    pub method: Method,
+    /// How long a data key stays active before it is rotated on use.
+    pub rotation_period: Duration,
+    /// The keyring's name.
+    pub keyring: String,
+}
+
+impl KeyringSettings {
+    /// Settings for the default keyring.
+    pub fn new(method: Method, rotation_period: Duration) -> Self {
+        Self {
+            method,
+            rotation_period,
+            keyring: DEFAULT_KEYRING.to_string(),
+        }
+    }
+}
+
+/// What [`Keyring::open`] did besides opening.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The KEK was wrapped by the previous master key (this id) and is now re-wrapped
+    /// under the current one.
+    pub kek_rewrapped_from: Option<String>,
+}
+
+/// The key hierarchy of one keystore, unwrapped in memory.
+pub struct Keyring {
+    store: Arc<dyn Keystore>,
+    master: RwLock<Arc<dyn MasterKey>>,
+    previous: RwLock<Option<Arc<dyn MasterKey>>>,
+    settings: KeyringSettings,
+    clock: Arc<dyn Clock>,
+    state: ArcSwap<State>,
+    writer: Mutex<()>,
+}
+
+impl Keyring {
+    /// Creates a new hierarchy in an empty keystore: a KEK wrapped by `master` and a first
+    /// active data key.
+    pub fn init(
+        store: Arc<dyn Keystore>,
+        master: Arc<dyn MasterKey>,
+        settings: KeyringSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, Error> {
+        let now = clock.now();
+        let kek_id = new_id(|_| false)?;
+        let kek_key = Key256::generate()?;
+        let kek_blob = master.wrap_kek(kek_id, &kek_key)?;
+        let kek = Kek::new(kek_id, kek_key, kek_blob.clone())?;
+        let dk_id = new_id(|id| id == kek_id)?;
+        let dk = Key256::generate()?;
+        store.initialize(&[
+            Change::InsertKek(KekRecord {
+                id: kek_id,
+                wrapped: kek_blob,
+                master_key_id: master.id().to_string(),
+                state: KekState::Active,
+                created_at: now,
+                retired_at: None,
+            }),
+            Change::InsertDataKey(DataKeyRecord {
+                id: dk_id,
+                keyring: settings.keyring.clone(),
+                method: settings.method.as_str().to_string(),
+                wrapped: kek.wrap(dk_id, &dk)?,
+                kek_id,
+                state: DataKeyState::Active,
+                created_at: now,
+                activated_at: Some(now),
+                retired_at: None,
+                destroyed_at: None,
+            }),
+        ])?;
+        let (k, _) = Self::open(store, master, None, settings, clock)?;
+        Ok(k)
+    }
+
+    /// Opens an initialised keystore. If the KEK is wrapped by `previous`, it is re-wrapped
+    /// under `master` before this returns.
+    pub fn open(
+        store: Arc<dyn Keystore>,
+        master: Arc<dyn MasterKey>,
+        previous: Option<Arc<dyn MasterKey>>,
+        settings: KeyringSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, OpenReport), Error> {
+        let mut report = OpenReport::default();
+        let loader = Loader {
+            master: &*master,
+            previous: previous.as_deref(),
+            keyring: &settings.keyring,
+        };
+        for _ in 0..RETRIES {
+            let snapshot = snapshot_of(&*store)?;
+            let generation = snapshot.generation;
+            let (state, rewrap) = loader.build(snapshot, None)?;
+            let Some(r) = rewrap else {
+                return Ok((
+                    Self {
+                        store,
+                        master: RwLock::new(master.clone()),
+                        previous: RwLock::new(previous.clone()),
+                        settings,
+                        clock,
+                        state: ArcSwap::from_pointee(state),
+                        writer: Mutex::new(()),
+                    },
+                    report,
+                ));
+            };
+            match store.commit(generation, &[r.change]) {
+                Ok(_) => {
+                    tracing::info!(from = %r.from, to = %master.id(), "KEK re-wrapped under the current master key");
+                    report.kek_rewrapped_from = Some(r.from);
+                }
+                Err(kura_store::Error::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contention("open"))
+    }
+
+    pub(crate) fn master(&self) -> Arc<dyn MasterKey> {
+        self.master
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn previous(&self) -> Option<Arc<dyn MasterKey>> {
+        self.previous
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The active data key for encryption, rotated first if it is due (older than the
+    /// rotation period, or made for another method).
+    fn active(&self) -> Result<Arc<DataKey>, Error> {
+        let st = self.state.load();
+        if !self.rotation_due(&st) {
+            return Ok(st.active.clone());
+        }
+        drop(st);
+        self.mutate("data key rotation", |st, now| {
+            if self.rotation_due(st) {
+                self.data_key_rotation(st, now)
+            } else {
+                Ok(Vec::new())
+            }
+        })?;
+        Ok(self.state.load().active.clone())
+    }
+
+    fn rotation_due(&self, st: &State) -> bool {
+        let r = &st.active_record;
+        let since = r.activated_at.unwrap_or(r.created_at);
+        self.clock.now() >= since.saturating_add(self.settings.rotation_period.as_secs() as i64)
+            || r.method != self.settings.method.as_str()
+    }
+
+    /// The data key named `id`, refreshing from the keystore once if it is unknown (another
+    /// process may have rotated).
+    fn key(&self, id: u64) -> Result<Arc<DataKey>, Error> {
+        if let Some(k) = self.state.load().keys.get(&id) {
+            return Ok(k.clone());
+        }
+        self.refresh()?;
+        let st = self.state.load();
+        if let Some(k) = st.keys.get(&id) {
+            return Ok(k.clone());
+        }
+        if st.snapshot.data_keys.iter().any(|r| r.id == id) {
+            return Err(Error::DataKeyDestroyed(id));
+        }
+        Err(Error::UnknownDataKey(id))
+    }
+
+    /// Seals one record and appends the envelope to `out`.
+    pub fn seal(
+        &self,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let dk = self.active()?;
+        Ok(envelope::seal(&dk.xaes, dk.id, context, plaintext, out)?)
+    }
+
+    /// Opens one record envelope and appends the plaintext to `out`.
+    pub fn open_envelope(
+        &self,
+        context: &EncryptionContext,
+        envelope_bytes: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let dk = self.key(envelope::key_id(envelope_bytes)?)?;
+        Ok(envelope::open(&dk.xaes, context, envelope_bytes, out)?)
+    }
+
+    /// Starts a stream under the active data key.
+    pub fn stream_sealer(&self, context: &EncryptionContext) -> Result<stream::Sealer, Error> {
+        let dk = self.active()?;
+        Ok(stream::Sealer::new(
+            &dk.key,
+            dk.id,
+            context,
+            stream::DEFAULT_CHUNK_LOG2,
+        )?)
+    }
+
+    /// Opens a stream whose header was read.
+    pub fn stream_opener(
+        &self,
+        header: stream::Header,
+        context: &EncryptionContext,
+    ) -> Result<stream::Opener, Error> {
+        let dk = self.key(header.data_key_id())?;
+        Ok(stream::Opener::new(header, &dk.key, context)?)
+    }
+
+    /// Reloads from the keystore if another process changed it. Returns whether it did.
+    pub fn refresh(&self) -> Result<bool, Error> {
+        let current = self.state.load().snapshot.generation;
+        match self.store.generation()? {
+            Some(g) if g != current => {
+                self.reload()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn reload(&self) -> Result<(), Error> {
+        let snapshot = snapshot_of(&*self.store)?;
+        let old = self.state.load_full();
+        let master = self.master();
+        let previous = self.previous();
+        let loader = Loader {
+            master: &*master,
+            previous: previous.as_deref(),
+            keyring: &self.settings.keyring,
+        };
+        let (state, _) = loader.build(snapshot, Some(&old))?;
+        self.state.store(Arc::new(state));
+        Ok(())
+    }
+
+    /// Applies the changes `plan` computes from the current state as one transaction,
+    /// retrying on conflicts with other processes, then swaps in the new state.
+    fn mutate(
+        &self,
+        what: &'static str,
+        plan: impl Fn(&State, i64) -> Result<Vec<Change>, Error>,
+    ) -> Result<(), Error> {
+        let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.refresh()?;
+        for _ in 0..RETRIES {
+            let st = self.state.load_full();
+            let changes = plan(&st, self.clock.now())?;
+            if changes.is_empty() {
+                return Ok(());
+            }
+            match self.store.commit(st.snapshot.generation, &changes) {
+                Ok(_) => return self.reload(),
+                Err(kura_store::Error::Conflict { .. }) => self.reload()?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contention(what))
+    }
+
+    fn data_key_rotation(&self, st: &State, now: i64) -> Result<Vec<Change>, Error> {
+        let id = new_id(|id| st.snapshot.data_keys.iter().any(|r| r.id == id))?;
+        let key = Key256::generate()?;
+        Ok(vec![
+            Change::RetireDataKey {
+                id: st.active.id,
+                at: now,
+            },
+            Change::InsertDataKey(DataKeyRecord {
+                id,
+                keyring: self.settings.keyring.clone(),
+                method: self.settings.method.as_str().to_string(),
+                wrapped: st.kek.wrap(id, &key)?,
+                kek_id: st.kek.id,
+                state: DataKeyState::Active,
+                created_at: now,
+                activated_at: Some(now),
+                retired_at: None,
+                destroyed_at: None,
+            }),
+        ])
+    }
+
+    /// Makes a new active data key; the old one becomes decrypt-only. Returns the new id.
+    pub fn rotate_data_key(&self) -> Result<u64, Error> {
+        self.mutate("data key rotation", |st, now| {
+            self.data_key_rotation(st, now)
+        })?;
+        Ok(self.state.load().active.id)
+    }
+
+    /// Generates a new KEK, re-wraps every data key under it and retires the old one, in one
+    /// transaction. No data is touched. Returns the new KEK id.
+    pub fn rotate_kek(&self) -> Result<u64, Error> {
+        self.mutate("KEK rotation", |st, now| {
+            let id = new_id(|id| st.snapshot.keks.iter().any(|k| k.id == id))?;
+            let key = Key256::generate()?;
+            let master = self.master();
+            let wrapped = master.wrap_kek(id, &key)?;
+            let kek = Kek::new(id, key, wrapped.clone())?;
+            let mut changes = vec![
+                Change::RetireKek {
+                    id: st.kek.id,
+                    at: now,
+                },
+                Change::InsertKek(KekRecord {
+                    id,
+                    wrapped,
+                    master_key_id: master.id().to_string(),
+                    state: KekState::Active,
+                    created_at: now,
+                    retired_at: None,
+                }),
+            ];
+            for dk in st.keys.values() {
+                changes.push(Change::RewrapDataKey {
+                    id: dk.id,
+                    wrapped: kek.wrap(dk.id, &dk.key)?,
+                    kek_id: id,
+                });
+            }
+            Ok(changes)
+        })?;
+        Ok(self.state.load().kek.id)
+    }
+
+    /// Re-wraps the KEK under `new_master` (O(1): no data key or data is touched) and uses
+    /// it from now on; the master key in use until now becomes the previous one.
+    pub fn rotate_master_key(&self, new_master: Arc<dyn MasterKey>) -> Result<(), Error> {
+        self.mutate("master key rotation", |st, _| {
+            Ok(vec![Change::RewrapKek {
+                id: st.kek.id,
+                wrapped: new_master.wrap_kek(st.kek.id, &st.kek.key)?,
+                master_key_id: new_master.id().to_string(),
+            }])
+        })?;
+        let old = std::mem::replace(
+            &mut *self.master.write().unwrap_or_else(PoisonError::into_inner),
+            new_master,
+        );
+        *self
+            .previous
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(old);
+        Ok(())
+    }
+
+    /// Erases a decrypt-only data key for good.
+    pub fn destroy_data_key(&self, id: u64) -> Result<(), Error> {
+        self.mutate("data key destruction", |st, now| {
+            match st.snapshot.data_keys.iter().find(|r| r.id == id) {
+                None => Err(Error::UnknownDataKey(id)),
+                Some(r) if r.state == DataKeyState::Active => Err(Error::DestroyActive(id)),
+                Some(r) if r.state == DataKeyState::Destroyed => Ok(Vec::new()),
+                Some(_) => Ok(vec![Change::DestroyDataKey { id, at: now }]),
+            }
+        })
+    }
+
+    /// The id of the active data key.
+    pub fn active_data_key_id(&self) -> u64 {
+        self.state.load().active.id
+    }
+}
+
+fn snapshot_of(store: &dyn Keystore) -> Result<kura_store::Snapshot, Error> {
+    store.snapshot()?.ok_or_else(|| {
+        Error::Store(kura_store::Error::NotInitialized {
+            location: "the configured data directory".into(),
+        })
+    })
+}

@@ -1,0 +1,325 @@
+//! Applying a batch of [`Change`]s inside an open transaction.
+//!
+//! Each change is one statement that must affect exactly one row; anything else (an
+//! unknown id, a key in the wrong state, a second active key) is an [`Error::Invalid`] and
+//! the caller's transaction is rolled back. Changes are applied in order, and the unique
+//! indexes are checked after each one, so a batch that replaces an active key must retire
+//! the old one before it adds or activates the new one.
+
+use rusqlite::{Connection, OptionalExtension, ffi, params};
+
+use super::{db_error, from_db_id, to_db_id};
+use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord};
+
+/// The kind of constraint a failed statement violated.
+enum Violation {
+    /// A duplicate `INTEGER PRIMARY KEY` (a key id already in use).
+    PrimaryKey,
+    /// A unique index: in practice, a second active key.
+    Unique,
+    /// A reference to a KEK that does not exist.
+    ForeignKey,
+    /// Any other constraint (a `CHECK`).
+    Other,
+}
+
+/// Classifies `e` if it is a constraint violation.
+fn violation(e: &rusqlite::Error) -> Option<Violation> {
+    let err = e.sqlite_error()?;
+    if err.code != rusqlite::ErrorCode::ConstraintViolation {
+        return None;
+    }
+    Some(match err.extended_code {
+        ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Violation::PrimaryKey,
+        ffi::SQLITE_CONSTRAINT_UNIQUE => Violation::Unique,
+        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Violation::ForeignKey,
+        _ => Violation::Other,
+    })
+}
+
+/// Applies `changes` in order on `conn`, which must be inside a write transaction.
+pub(crate) fn apply_all(
+    conn: &Connection,
+    location: &str,
+    changes: &[Change],
+) -> Result<(), Error> {
+    let applier = Applier { conn, location };
+    changes.iter().try_for_each(|change| applier.apply(change))
+}
+
+/// A connection inside a write transaction, and where it points for error messages.
+struct Applier<'a> {
+    conn: &'a Connection,
+    location: &'a str,
+}
+
+impl Applier<'_> {
+    fn db(&self, e: rusqlite::Error) -> Error {
+        db_error(self.location, e)
+    }
+
+    fn apply(&self, change: &Change) -> Result<(), Error> {
+        match change {
+            Change::InsertKek(kek) => self.insert_kek(kek),
+            Change::RewrapKek {
+                id,
+                wrapped,
+                master_key_id,
+            } => {
+                let db_id = to_db_id(*id, "KEK")?;
+                let n = self
+                    .conn
+                    .execute(
+                        "UPDATE keks SET wrapped = ?1, master_key_id = ?2 WHERE id = ?3",
+                        params![wrapped, master_key_id, db_id],
+                    )
+                    .map_err(|e| self.db(e))?;
+                self.expect_one_kek(n, *id, "rewrap")
+            }
+            Change::RetireKek { id, at } => {
+                let db_id = to_db_id(*id, "KEK")?;
+                let n = self
+                    .conn
+                    .execute(
+                        "UPDATE keks SET state = 'retired', retired_at = ?1
+                         WHERE id = ?2 AND state = 'active'",
+                        params![at, db_id],
+                    )
+                    .map_err(|e| self.db(e))?;
+                self.expect_one_kek(n, *id, "retire")
+            }
+            Change::InsertDataKey(key) => self.insert_data_key(key),
+            Change::RewrapDataKey {
+                id,
+                wrapped,
+                kek_id,
+            } => {
+                let db_id = to_db_id(*id, "data key")?;
+                let db_kek_id = to_db_id(*kek_id, "KEK")?;
+                let n = self
+                    .conn
+                    .execute(
+                        "UPDATE data_keys SET wrapped = ?1, kek_id = ?2
+                         WHERE id = ?3 AND state <> 'destroyed'",
+                        params![wrapped, db_kek_id, db_id],
+                    )
+                    .map_err(|e| match violation(&e) {
+                        Some(Violation::ForeignKey) => Error::Invalid(format!(
+                            "cannot rewrap data key {id}: there is no KEK with id {kek_id}"
+                        )),
+                        _ => self.db(e),
+                    })?;
+                self.expect_one_data_key(n, *id, "rewrap")
+            }
+            Change::RetireDataKey { id, at } => {
+                let db_id = to_db_id(*id, "data key")?;
+                let n = self
+                    .conn
+                    .execute(
+                        "UPDATE data_keys SET state = 'decrypt-only', retired_at = ?1
+                         WHERE id = ?2 AND state = 'active'",
+                        params![at, db_id],
+                    )
+                    .map_err(|e| self.db(e))?;
+                self.expect_one_data_key(n, *id, "retire")
+            }
+            Change::ActivateDataKey { id, at } => {
+                let db_id = to_db_id(*id, "data key")?;
+                let n = self
+                    .conn
+                    .execute(
+                        "UPDATE data_keys SET state = 'active', activated_at = ?1
+                         WHERE id = ?2 AND state = 'decrypt-only'",
+                        params![at, db_id],
+                    )
+                    .map_err(|e| match violation(&e) {
+                        Some(Violation::Unique) => self.second_active_data_key(*id, None),
+                        _ => self.db(e),
+                    })?;
+                self.expect_one_data_key(n, *id, "activate")
+            }
+            Change::DestroyDataKey { id, at } => {
+                let db_id = to_db_id(*id, "data key")?;
+                let n = self
+                    .conn
+                    .execute(
+                        "UPDATE data_keys SET state = 'destroyed', destroyed_at = ?1, wrapped = X''
+                         WHERE id = ?2 AND state <> 'destroyed'",
+                        params![at, db_id],
+                    )
+                    .map_err(|e| self.db(e))?;
+                self.expect_one_data_key(n, *id, "destroy")
+            }
+        }
+    }
+
+    fn insert_kek(&self, kek: &KekRecord) -> Result<(), Error> {
+        let db_id = to_db_id(kek.id, "KEK")?;
+        self.conn
+            .execute(
+                "INSERT INTO keks (id, seq, wrapped, master_key_id, state, created_at, retired_at)
+                 VALUES (?1, (SELECT IFNULL(MAX(seq), 0) + 1 FROM keks), ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    db_id,
+                    kek.wrapped,
+                    kek.master_key_id,
+                    kek.state.as_str(),
+                    kek.created_at,
+                    kek.retired_at,
+                ],
+            )
+            .map_err(|e| match violation(&e) {
+                Some(Violation::PrimaryKey) => {
+                    Error::Invalid(format!("a KEK with id {} already exists", kek.id))
+                }
+                Some(Violation::Unique) => match self.active_kek() {
+                    Ok(Some(active)) => Error::Invalid(format!(
+                        "cannot add KEK {} as active: KEK {active} is already active \
+                         (retire it earlier in the same batch)",
+                        kek.id
+                    )),
+                    Ok(None) => Error::Invalid(format!("cannot add KEK {}: {e}", kek.id)),
+                    Err(err) => err,
+                },
+                Some(Violation::ForeignKey | Violation::Other) => {
+                    Error::Invalid(format!("cannot add KEK {}: {e}", kek.id))
+                }
+                None => self.db(e),
+            })
+            .map(drop)
+    }
+
+    fn insert_data_key(&self, key: &DataKeyRecord) -> Result<(), Error> {
+        let db_id = to_db_id(key.id, "data key")?;
+        let db_kek_id = to_db_id(key.kek_id, "KEK")?;
+        if key.state == DataKeyState::Destroyed && !key.wrapped.is_empty() {
+            return Err(Error::Invalid(format!(
+                "cannot add data key {} as destroyed while it still has key material",
+                key.id
+            )));
+        }
+        self.conn
+            .execute(
+                "INSERT INTO data_keys (id, seq, keyring, method, wrapped, kek_id, state,
+                                        created_at, activated_at, retired_at, destroyed_at)
+                 VALUES (?1, (SELECT IFNULL(MAX(seq), 0) + 1 FROM data_keys),
+                         ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    db_id,
+                    key.keyring,
+                    key.method,
+                    key.wrapped,
+                    db_kek_id,
+                    key.state.as_str(),
+                    key.created_at,
+                    key.activated_at,
+                    key.retired_at,
+                    key.destroyed_at,
+                ],
+            )
+            .map_err(|e| match violation(&e) {
+                Some(Violation::PrimaryKey) => {
+                    Error::Invalid(format!("a data key with id {} already exists", key.id))
+                }
+                Some(Violation::Unique) => self.second_active_data_key(key.id, Some(&key.keyring)),
+                Some(Violation::ForeignKey) => Error::Invalid(format!(
+                    "cannot add data key {}: there is no KEK with id {}",
+                    key.id, key.kek_id
+                )),
+                Some(Violation::Other) => {
+                    Error::Invalid(format!("cannot add data key {}: {e}", key.id))
+                }
+                None => self.db(e),
+            })
+            .map(drop)
+    }
+
+    /// The error for data key `id` becoming a second active key in its keyring.
+    fn second_active_data_key(&self, id: u64, keyring: Option<&str>) -> Error {
+        let keyring = match keyring {
+            Some(k) => k.to_owned(),
+            None => match self
+                .conn
+                .query_row(
+                    "SELECT keyring FROM data_keys WHERE id = ?1",
+                    [to_db_id(id, "data key").unwrap_or_default()],
+                    |row| row.get::<_, String>(0),
+                )
+                .optional()
+            {
+                Ok(Some(k)) => k,
+                Ok(None) => String::from("?"),
+                Err(e) => return self.db(e),
+            },
+        };
+        let active = self
+            .conn
+            .query_row(
+                "SELECT id FROM data_keys WHERE keyring = ?1 AND state = 'active'",
+                [&keyring],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional();
+        match active {
+            Ok(Some(other)) => Error::Invalid(format!(
+                "data key {id} cannot be active: keyring '{keyring}' already has an active data \
+                 key ({other}); retire it earlier in the same batch"
+            )),
+            Ok(None) => Error::Invalid(format!(
+                "data key {id} cannot be active: keyring '{keyring}' already has an active data key"
+            )),
+            Err(e) => self.db(e),
+        }
+    }
+
+    /// The id of the active KEK, if there is one.
+    fn active_kek(&self) -> Result<Option<u64>, Error> {
+        self.conn
+            .query_row("SELECT id FROM keks WHERE state = 'active'", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .optional()
+            .map_err(|e| self.db(e))?
+            .map(|id| from_db_id(id, self.location))
+            .transpose()
+    }
+
+    /// Checks that an update of KEK `id` touched one row, explaining why not otherwise.
+    fn expect_one_kek(&self, rows: usize, id: u64, action: &str) -> Result<(), Error> {
+        if rows == 1 {
+            return Ok(());
+        }
+        let state = self.state_of("keks", id)?;
+        Err(Error::Invalid(match state {
+            None => format!("cannot {action} KEK: there is no KEK with id {id}"),
+            Some(state) => format!("cannot {action} KEK {id}: it is {state}"),
+        }))
+    }
+
+    /// Checks that an update of data key `id` touched one row, explaining why not otherwise.
+    fn expect_one_data_key(&self, rows: usize, id: u64, action: &str) -> Result<(), Error> {
+        if rows == 1 {
+            return Ok(());
+        }
+        let state = self.state_of("data_keys", id)?;
+        Err(Error::Invalid(match state {
+            None => format!("cannot {action} data key: there is no data key with id {id}"),
+            Some(state) => format!("cannot {action} data key {id}: it is {state}"),
+        }))
+    }
+
+    /// The stored state of row `id` of `table` (a constant table name), if the row exists.
+    fn state_of(&self, table: &'static str, id: u64) -> Result<Option<String>, Error> {
+        let Ok(db_id) = to_db_id(id, "key") else {
+            return Ok(None);
+        };
+        self.conn
+            .query_row(
+                &format!("SELECT state FROM {table} WHERE id = ?1"),
+                [db_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+}
