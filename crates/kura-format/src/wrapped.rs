@@ -129,8 +129,14 @@ pub fn parse(blob: &[u8]) -> Result<Header<'_>, Error> {
         detail: format!("unknown kind {}", blob[4]),
     })?;
     let w = blob[5] as usize;
+    if w == 0 {
+        return Err(Error::Malformed {
+            what: WHAT,
+            detail: "wrapping key id is empty".into(),
+        });
+    }
     let header_len = 6 + w + 8 + XAES_NONCE_LEN + XAES_COMMITMENT_LEN;
-    if w == 0 || blob.len() < header_len + TAG_LEN {
+    if blob.len() < header_len + TAG_LEN {
         return Err(Error::Truncated { what: WHAT });
     }
     let wrapping_key_id = std::str::from_utf8(&blob[6..6 + w]).map_err(|_| Error::Malformed {

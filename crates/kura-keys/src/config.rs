@@ -219,8 +219,13 @@ pub fn resolve(
     flags: &Overrides,
 ) -> Result<Settings, Error> {
     let cfg: FileConfig = match file {
-        Some((path, text)) => toml::from_str(text)
-            .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))?,
+        Some((path, text)) => toml::from_str(text).map_err(|e| {
+            Error::Config(format!(
+                "{}: {}",
+                path.display(),
+                redact_strings(e.message())
+            ))
+        })?,
         None => FileConfig::default(),
     };
     let enc = cfg.security.encryption;
@@ -262,6 +267,17 @@ pub fn resolve(
         master_key,
         previous_master_key,
     })
+}
+
+/// A TOML error message with its quoted string values hidden: a master key pasted where a
+/// table belongs (`master-key = "<base64>"`) must not be echoed into a terminal or a log.
+fn redact_strings(message: &str) -> String {
+    message
+        .split('"')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 0 { part } else { "…" })
+        .collect::<Vec<_>>()
+        .join("\"")
 }
 
 fn pick(

@@ -291,6 +291,17 @@ impl Keyring {
         what: &'static str,
         plan: impl Fn(&State, i64) -> Result<Vec<Change>, Error>,
     ) -> Result<(), Error> {
+        self.mutate_then(what, plan, || {})
+    }
+
+    /// [`Keyring::mutate`], running `committed` after the commit and before the reload
+    /// (which must already see what the commit changed, such as the master key).
+    fn mutate_then(
+        &self,
+        what: &'static str,
+        plan: impl Fn(&State, i64) -> Result<Vec<Change>, Error>,
+        committed: impl FnOnce(),
+    ) -> Result<(), Error> {
         let _w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         self.refresh()?;
         for _ in 0..RETRIES {
@@ -300,7 +311,10 @@ impl Keyring {
                 return Ok(());
             }
             match self.store.commit(st.snapshot.generation, &changes) {
-                Ok(_) => return self.reload(),
+                Ok(_) => {
+                    committed();
+                    return self.reload();
+                }
                 Err(kura_store::Error::Conflict { .. }) => self.reload()?,
                 Err(e) => return Err(e.into()),
             }
@@ -377,22 +391,28 @@ impl Keyring {
     /// Re-wraps the KEK under `new_master` (O(1): no data key or data is touched) and uses
     /// it from now on; the master key in use until now becomes the previous one.
     pub fn rotate_master_key(&self, new_master: Arc<dyn MasterKey>) -> Result<(), Error> {
-        self.mutate("master key rotation", |st, _| {
-            Ok(vec![Change::RewrapKek {
-                id: st.kek.id,
-                wrapped: new_master.wrap_kek(st.kek.id, &st.kek.key)?,
-                master_key_id: new_master.id().to_string(),
-            }])
-        })?;
-        let old = std::mem::replace(
-            &mut *self.master.write().unwrap_or_else(PoisonError::into_inner),
-            new_master,
-        );
-        *self
-            .previous
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(old);
-        Ok(())
+        // The master keys are swapped as soon as the re-wrap is committed: the reload that
+        // follows must unwrap the KEK with the new one.
+        self.mutate_then(
+            "master key rotation",
+            |st, _| {
+                Ok(vec![Change::RewrapKek {
+                    id: st.kek.id,
+                    wrapped: new_master.wrap_kek(st.kek.id, &st.kek.key)?,
+                    master_key_id: new_master.id().to_string(),
+                }])
+            },
+            || {
+                let old = std::mem::replace(
+                    &mut *self.master.write().unwrap_or_else(PoisonError::into_inner),
+                    new_master.clone(),
+                );
+                *self
+                    .previous
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(old);
+            },
+        )
     }
 
     /// Erases a decrypt-only data key for good.

@@ -10,11 +10,15 @@
 //! - [`SqliteKeystore`]: the embedded default (WAL, `synchronous=FULL`, schema versioned
 //!   with `user_version`). PostgreSQL implements the same trait for clusters.
 //!
+//! - [`atomic::AtomicFile`]: the one helper for files that must survive a crash (temp
+//!   file, `fsync`, rename, `fsync` of the directory).
+//!
 //! The store enforces the invariants it can: one active KEK, one active data key per
 //! keyring (partial unique indexes), and unique key ids.
 
 #![forbid(unsafe_code)]
 
+pub mod atomic;
 mod error;
 mod model;
 mod sqlite;

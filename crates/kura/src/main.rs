@@ -1,1 +1,5 @@
-fn main() {}
+//! The `kura` command; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    kura::run()
+}

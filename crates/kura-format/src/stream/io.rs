@@ -107,16 +107,16 @@ pub fn encrypt<R: Read, W: Write>(
 /// Plaintext is written chunk by chunk as each chunk is verified; a stream cut short is
 /// reported only at its end, so callers that must not expose partial output write to a
 /// temporary file and rename it on success.
-pub fn decrypt<R: Read, W: Write>(
+pub fn decrypt<R: Read, W: Write, E: From<Error>>(
     mut input: R,
     mut output: W,
-    open: impl FnOnce(Header) -> Result<Opener, Error>,
-) -> Result<u64, Error> {
+    open: impl FnOnce(Header) -> Result<Opener, E>,
+) -> Result<u64, E> {
     let mut hb = [0u8; HEADER_LEN];
     let n = read_full(&mut input, &mut hb)?;
     if n < HEADER_LEN {
         check_magic(&hb[..n], &super::MAGIC, super::VERSION, WHAT)?;
-        return Err(Error::Truncated { what: WHAT });
+        return Err(Error::Truncated { what: WHAT }.into());
     }
     let mut opener = open(Header::parse(&hb)?)?;
     let cs = opener.header().chunk_size();
@@ -133,13 +133,13 @@ pub fn decrypt<R: Read, W: Write>(
             let end = (off + slot).min(data_len);
             let last = eof && end == data_len;
             if end - off < TAG_LEN {
-                return Err(Error::Decrypt);
+                return Err(Error::Decrypt.into());
             }
             let (ct, tag) = buf[off..end].split_at_mut(end - off - TAG_LEN);
             let mut t = [0u8; TAG_LEN];
             t.copy_from_slice(tag);
             opener.open_chunk(ct, &t, last)?;
-            output.write_all(ct)?;
+            output.write_all(ct).map_err(Error::Io)?;
             total += ct.len() as u64;
             off = end;
         }
@@ -147,7 +147,7 @@ pub fn decrypt<R: Read, W: Write>(
             return if opener.is_done() {
                 Ok(total)
             } else {
-                Err(Error::Decrypt)
+                Err(Error::Decrypt.into())
             };
         }
         buf[0] = buf[have - 1];

@@ -1,0 +1,158 @@
+//! The command-line interface, declared with clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kura (蔵): a key management service and encryption-at-rest toolkit.
+///
+/// Keys form a hierarchy: a master key (from a file or an environment variable) wraps the
+/// KEK, the KEK wraps the data keys, and each record or stream gets a key of its own.
+#[derive(Debug, Parser)]
+#[command(name = "kura", version, propagate_version = true)]
+pub struct Cli {
+    /// Directory of the keystore [env: KURA_DATA_DIR] [default: kura-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// TOML configuration file ([security.encryption] as in TiKV).
+    #[arg(long, global = true, env = "KURA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Master key file (64 hex digits and a newline, or base64; mode 0400)
+    /// [env: KURA_MASTER_KEY_FILE]; KURA_MASTER_KEY_ENV may hold the key itself in base64.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Previous master key file, tried when the master key did not wrap the KEK
+    /// [env: KURA_PREVIOUS_MASTER_KEY_FILE or KURA_PREVIOUS_MASTER_KEY_ENV].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub previous_master_key_file: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a 32-byte master key file (mode 0400; never overwrites).
+    Keygen(KeygenArgs),
+    /// Create the keystore: a KEK wrapped by the master key, and the first data key.
+    Init,
+    /// Show the master key source, the KEK and every data key with its state.
+    Status,
+    /// Rotate a level of the hierarchy, online.
+    Rotate(RotateArgs),
+    /// Manage individual data keys.
+    DataKey(DataKeyArgs),
+    /// Encrypt a file or stdin into the kura stream format.
+    Encrypt(CryptArgs),
+    /// Decrypt a kura stream.
+    Decrypt(CryptArgs),
+    /// Measure kura against the raw AES-256-GCM primitive in the same run.
+    Bench(BenchArgs),
+}
+
+/// `kura keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key (must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Encoding of the key in the file.
+    #[arg(long, value_enum, default_value_t = KeyEncoding::Hex)]
+    pub format: KeyEncoding,
+}
+
+/// Encoding of a key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyEncoding {
+    /// 64 hex digits and a newline (TiKV).
+    Hex,
+    /// Base64 and a newline (Looker, `openssl rand -base64 32`).
+    Base64,
+}
+
+/// `kura rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// What to rotate.
+    #[arg(value_enum)]
+    pub what: RotateWhat,
+}
+
+/// The levels that rotate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RotateWhat {
+    /// A new active data key; the old one becomes decrypt-only.
+    DataKey,
+    /// A new KEK; every data key is re-wrapped under it in one transaction.
+    Kek,
+    /// Re-wrap the KEK under the configured master key; configure the new key as the
+    /// master key and the old one as the previous master key.
+    MasterKey,
+}
+
+/// `kura data-key`.
+#[derive(Debug, Args)]
+pub struct DataKeyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DataKeyAction,
+}
+
+/// Actions on one data key.
+#[derive(Debug, Subcommand)]
+pub enum DataKeyAction {
+    /// Erase a decrypt-only data key for good: data under it can never be read again.
+    Destroy {
+        /// The data key id (see `kura status`).
+        id: u64,
+        /// Confirm that data encrypted under this key becomes unreadable.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `kura encrypt` and `kura decrypt`.
+#[derive(Debug, Args)]
+pub struct CryptArgs {
+    /// Input file [default: stdin].
+    pub input: Option<PathBuf>,
+    /// Output file [default: stdout]; written to a temporary file and renamed only on
+    /// success.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Encryption context pair bound to the data; decryption must give the same pairs.
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub context: Vec<(String, String)>,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+}
+
+/// `kura bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A short run (about a second in all) instead of the full one.
+    #[arg(long)]
+    pub quick: bool,
+}

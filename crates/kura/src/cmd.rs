@@ -1,0 +1,6 @@
+//! One module per group of commands.
+
+pub(crate) mod admin;
+pub(crate) mod bench;
+pub(crate) mod crypt;
+pub(crate) mod keygen;

@@ -1,0 +1,190 @@
+//! `kura init`, `status`, `rotate` and `data-key`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use kura_keys::clock::SystemClock;
+use kura_keys::{Keyring, Status};
+use kura_store::{Keystore, SqliteKeystore};
+use serde::Serialize;
+
+use crate::cli::{Cli, DataKeyAction, DataKeyArgs, RotateArgs, RotateWhat};
+use crate::env;
+use crate::output::emit;
+
+pub(crate) fn init(cli: &Cli) -> Result<()> {
+    let s = env::settings(cli)?;
+    let (master, _) = env::master_keys(&s)?;
+    let path = env::keystore_path(&s);
+    let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&path)?);
+    let k = Keyring::init(
+        store,
+        master,
+        env::keyring_settings(&s),
+        Arc::new(SystemClock),
+    )?;
+    let st = k.status();
+    emit(cli, &st, || {
+        format!(
+            "initialised the keystore at {}\nmaster key: {} ({})\nKEK:        {}\ndata key:   {} (active)",
+            path.display(),
+            st.master_key.id,
+            st.master_key.source,
+            st.kek.id,
+            k.active_data_key_id()
+        )
+    })
+}
+
+pub(crate) fn status(cli: &Cli) -> Result<()> {
+    let (k, report, s) = env::open(cli)?;
+    let st = k.status();
+    #[derive(Serialize)]
+    struct Out<'a> {
+        keystore: String,
+        #[serde(flatten)]
+        status: &'a Status,
+        kek_rewrapped_from: Option<String>,
+    }
+    let out = Out {
+        keystore: env::keystore_path(&s).display().to_string(),
+        status: &st,
+        kek_rewrapped_from: report.kek_rewrapped_from.clone(),
+    };
+    emit(cli, &out, || {
+        status_text(&out.keystore, &st, report.kek_rewrapped_from.as_deref())
+    })
+}
+
+fn status_text(keystore: &str, st: &Status, rewrapped: Option<&str>) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "keystore:            {keystore} (generation {})",
+        st.generation
+    );
+    let _ = writeln!(
+        t,
+        "master key:          {} ({})",
+        st.master_key.id, st.master_key.source
+    );
+    if let Some(p) = &st.previous_master_key {
+        let _ = writeln!(t, "previous master key: {} ({})", p.id, p.source);
+    }
+    if let Some(from) = rewrapped {
+        let _ = writeln!(
+            t,
+            "                     KEK re-wrapped from {from} just now"
+        );
+    }
+    let _ = writeln!(
+        t,
+        "KEK:                 {} (created {}, wrapped by {})",
+        st.kek.id, st.kek.created_at, st.kek.master_key_id
+    );
+    let _ = writeln!(t, "method:              {}", st.data_encryption_method);
+    let _ = writeln!(t, "rotation period:     {}", st.data_key_rotation_period);
+    let _ = writeln!(t, "next rotation due:   {}", st.next_rotation_due);
+    let _ = writeln!(t, "data keys:");
+    let _ = writeln!(
+        t,
+        "  {:<20} {:<13} {:<11} {:<21} {:<21} RETIRED",
+        "ID", "STATE", "METHOD", "CREATED", "ACTIVATED"
+    );
+    for d in &st.data_keys {
+        let _ = writeln!(
+            t,
+            "  {:<20} {:<13} {:<11} {:<21} {:<21} {}",
+            d.id,
+            d.state,
+            d.method,
+            d.created_at,
+            d.activated_at.as_deref().unwrap_or("-"),
+            d.destroyed_at
+                .as_deref()
+                .or(d.retired_at.as_deref())
+                .unwrap_or("-"),
+        );
+    }
+    t
+}
+
+#[derive(Serialize)]
+struct Rotated {
+    rotated: &'static str,
+    id: String,
+    message: String,
+}
+
+pub(crate) fn rotate(cli: &Cli, a: &RotateArgs) -> Result<()> {
+    let (k, report, _) = env::open(cli)?;
+    let r = match a.what {
+        RotateWhat::DataKey => {
+            let old = k.active_data_key_id();
+            let id = k.rotate_data_key()?;
+            Rotated {
+                rotated: "data-key",
+                id: id.to_string(),
+                message: format!("data key {id} is active; data key {old} is now decrypt-only"),
+            }
+        }
+        RotateWhat::Kek => {
+            let old = k.status().kek.id;
+            let id = k.rotate_kek()?;
+            let n = k
+                .status()
+                .data_keys
+                .iter()
+                .filter(|d| d.state != "destroyed")
+                .count();
+            Rotated {
+                rotated: "kek",
+                id: id.to_string(),
+                message: format!(
+                    "KEK {id} is active; {n} data keys re-wrapped under it; KEK {old} is retired"
+                ),
+            }
+        }
+        RotateWhat::MasterKey => {
+            let st = k.status();
+            let message = match report.kek_rewrapped_from {
+                Some(from) => format!(
+                    "KEK {} re-wrapped from master key {from} to master key {}; the previous master key is no longer needed",
+                    st.kek.id, st.master_key.id
+                ),
+                None => format!(
+                    "KEK {} is already wrapped by the configured master key {}; nothing to do. To rotate, configure the new key as \
+                     the master key and the old one as the previous master key, then run this again",
+                    st.kek.id, st.master_key.id
+                ),
+            };
+            Rotated {
+                rotated: "master-key",
+                id: st.master_key.id,
+                message,
+            }
+        }
+    };
+    emit(cli, &r, || r.message.clone())
+}
+
+pub(crate) fn data_key(cli: &Cli, a: &DataKeyArgs) -> Result<()> {
+    match a.action {
+        DataKeyAction::Destroy { id, yes } => {
+            if !yes {
+                bail!(
+                    "destroying data key {id} makes every record and file encrypted under it unreadable forever; add --yes to confirm"
+                );
+            }
+            let (k, _, _) = env::open(cli)?;
+            k.destroy_data_key(id)?;
+            let r = Rotated {
+                rotated: "destroyed",
+                id: id.to_string(),
+                message: format!("data key {id} is destroyed"),
+            };
+            emit(cli, &r, || r.message.clone())
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! # kura (the command line)
+//!
+//! A thin layer over the libraries: [`cli`] declares the commands, `cmd/*` run them,
+//! [`env`] turns global options into a keyring, and [`run`] maps every error to a message
+//! on stderr and an exit status in one place.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+mod cmd;
+mod env;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit status for a failure the user can fix (bad input, wrong key, missing file).
+const EXIT_FAILURE: u8 = 1;
+
+/// Parses the command line, runs the command and returns the process exit status.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    // Every kura process may hold key material: never let it reach a core file.
+    if let Err(e) = kura_sys::disable_core_dumps() {
+        tracing::warn!(error = %e, "could not disable core dumps of this process");
+    }
+    let result = match &cli.command {
+        Command::Keygen(a) => cmd::keygen::run(&cli, a),
+        Command::Init => cmd::admin::init(&cli),
+        Command::Status => cmd::admin::status(&cli),
+        Command::Rotate(a) => cmd::admin::rotate(&cli, a),
+        Command::DataKey(a) => cmd::admin::data_key(&cli, a),
+        Command::Encrypt(a) => cmd::crypt::encrypt(&cli, a),
+        Command::Decrypt(a) => cmd::crypt::decrypt(&cli, a),
+        Command::Bench(a) => cmd::bench::run(&cli, a),
+    };
+    if let Some(m) = kura_sys::take_mlock_refusal() {
+        tracing::warn!("{m}");
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kura: error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
