@@ -31,6 +31,11 @@ pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 
 const WHAT: &str = "record envelope";
 
+/// Length of the envelope of a `plaintext_len`-byte plaintext.
+pub const fn sealed_len(plaintext_len: usize) -> usize {
+    plaintext_len + OVERHEAD
+}
+
 /// Seals `plaintext` under data key `key` (id `key_id`) and appends the envelope to `out`.
 pub fn seal(
     key: &XaesCommitting,
@@ -54,11 +59,25 @@ pub fn seal_with_nonce(
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let start = out.len();
-    let r = write_envelope(key, key_id, context, nonce, plaintext, out, start);
+    out.resize(start + sealed_len(plaintext.len()), 0);
+    let r = write_envelope(key, key_id, context, nonce, plaintext, &mut out[start..]);
     if r.is_err() {
         out.truncate(start);
     }
-    r
+    r.map(|_| ())
+}
+
+/// Seals `plaintext` into the first [`sealed_len`] bytes of `out` and returns that length.
+/// The plaintext is read once and the ciphertext written once: no copy, no allocation.
+pub fn seal_into(
+    key: &XaesCommitting,
+    key_id: u64,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let nonce: [u8; XAES_NONCE_LEN] = rng::nonce()?;
+    write_envelope(key, key_id, context, &nonce, plaintext, out)
 }
 
 fn write_envelope(
@@ -67,34 +86,47 @@ fn write_envelope(
     context: &EncryptionContext,
     nonce: &[u8; XAES_NONCE_LEN],
     plaintext: &[u8],
-    out: &mut Vec<u8>,
-    start: usize,
-) -> Result<(), Error> {
-    out.reserve(OVERHEAD + plaintext.len());
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.extend_from_slice(&key_id.to_be_bytes());
-    out.extend_from_slice(nonce);
-    out.extend_from_slice(&[0u8; XAES_COMMITMENT_LEN]);
-    out.extend_from_slice(plaintext);
-    let body = start + HEADER_LEN;
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let n = sealed_len(plaintext.len());
+    let Some(out) = out.get_mut(..n) else {
+        return Err(Error::Malformed {
+            what: WHAT,
+            detail: format!(
+                "output buffer of {} bytes is smaller than the {n}-byte envelope",
+                out.len()
+            ),
+        });
+    };
+    out[..3].copy_from_slice(&MAGIC);
+    out[3] = VERSION;
+    out[4..12].copy_from_slice(&key_id.to_be_bytes());
+    out[12..36].copy_from_slice(nonce);
     // The commitment comes out of the same derivation as the message key and sits in the
     // header, which is the AAD: derive first, then bind.
     let (message, commitment) = key.begin(nonce)?;
-    out[body - XAES_COMMITMENT_LEN..body].copy_from_slice(&commitment);
-    let aad = aad(&out[start..body], context);
-    let tag = message.seal_in_place(aad.as_slice(), &mut out[body..])?;
-    out.extend_from_slice(&tag);
-    Ok(())
+    out[36..HEADER_LEN].copy_from_slice(&commitment);
+    let (header, rest) = out.split_at_mut(HEADER_LEN);
+    let (ct, tag_out) = rest.split_at_mut(plaintext.len());
+    let aad = aad(header, context);
+    let tag = message.seal_out_of_place(aad.as_slice(), plaintext, ct)?;
+    tag_out.copy_from_slice(&tag);
+    Ok(n)
 }
 
-/// The id of the data key that sealed `envelope` (checks magic and version only).
+/// The id of the data key that sealed `envelope` (checks magic, version and length only).
 pub fn key_id(envelope: &[u8]) -> Result<u64, Error> {
     check_magic(envelope, &MAGIC, VERSION, WHAT)?;
     if envelope.len() < OVERHEAD {
         return Err(Error::Truncated { what: WHAT });
     }
     Ok(be_u64(envelope, 4))
+}
+
+/// Length of the plaintext inside `envelope`.
+pub fn opened_len(envelope: &[u8]) -> Result<usize, Error> {
+    key_id(envelope)?;
+    Ok(envelope.len() - OVERHEAD)
 }
 
 /// Opens `envelope` with data key `key` and appends the plaintext to `out`. The caller
@@ -105,24 +137,44 @@ pub fn open(
     envelope: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    key_id(envelope)?;
-    let header = &envelope[..HEADER_LEN];
+    let start = out.len();
+    out.resize(start + opened_len(envelope)?, 0);
+    let r = open_into(key, context, envelope, &mut out[start..]);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r.map(|_| ())
+}
+
+/// Opens `envelope` into the first [`opened_len`] bytes of `out` and returns that length.
+/// On failure `out` holds no plaintext.
+pub fn open_into(
+    key: &XaesCommitting,
+    context: &EncryptionContext,
+    envelope: &[u8],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let n = opened_len(envelope)?;
+    let Some(out) = out.get_mut(..n) else {
+        return Err(Error::Malformed {
+            what: WHAT,
+            detail: format!(
+                "output buffer of {} bytes is smaller than the {n}-byte plaintext",
+                out.len()
+            ),
+        });
+    };
+    let (header, rest) = envelope.split_at(HEADER_LEN);
+    let (ct, tag) = rest.split_at(n);
     let mut nonce = [0u8; XAES_NONCE_LEN];
     nonce.copy_from_slice(&header[12..36]);
     let mut commitment = [0u8; XAES_COMMITMENT_LEN];
-    commitment.copy_from_slice(&header[36..68]);
-    let tag_at = envelope.len() - TAG_LEN;
-    let mut tag = [0u8; TAG_LEN];
-    tag.copy_from_slice(&envelope[tag_at..]);
-    let start = out.len();
-    out.extend_from_slice(&envelope[HEADER_LEN..tag_at]);
+    commitment.copy_from_slice(&header[36..HEADER_LEN]);
+    let mut t = [0u8; TAG_LEN];
+    t.copy_from_slice(tag);
     let aad = aad(header, context);
-    if let Err(e) = key.open_in_place(&nonce, &commitment, aad.as_slice(), &mut out[start..], &tag)
-    {
-        out.truncate(start);
-        return Err(e.into());
-    }
-    Ok(())
+    key.open_out_of_place(&nonce, &commitment, aad.as_slice(), ct, &t, out)?;
+    Ok(n)
 }
 
 /// Header ‖ context, on the stack when the context is empty (the common, fast case).
