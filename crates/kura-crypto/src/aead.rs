@@ -53,6 +53,64 @@ impl Aes256Gcm {
         Ok(out)
     }
 
+    /// Encrypts `input` into `output` (same length) and returns the tag: one pass over
+    /// the data, no copy.
+    pub fn seal_out_of_place(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Error> {
+        if input.len() as u64 > GCM_MAX_INPUT {
+            return Err(Error::TooLarge(input.len() as u64));
+        }
+        if input.len() != output.len() {
+            return Err(Error::Library(
+                "AES-256-GCM seal: output length differs from input",
+            ));
+        }
+        let mut tag = [0u8; TAG_LEN];
+        self.0
+            .seal_out_of_place_scatter(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                input,
+                output,
+                &[],
+                &mut tag,
+            )
+            .map_err(|_| Error::Library("AES-256-GCM seal"))?;
+        Ok(tag)
+    }
+
+    /// Verifies `tag` and decrypts `input` into `output` (same length). On failure
+    /// `output` holds no plaintext.
+    pub fn open_out_of_place(
+        &self,
+        nonce: &[u8; GCM_NONCE_LEN],
+        aad: &[u8],
+        input: &[u8],
+        tag: &[u8; TAG_LEN],
+        output: &mut [u8],
+    ) -> Result<(), Error> {
+        if input.len() != output.len() {
+            return Err(Error::Decrypt);
+        }
+        self.0
+            .open_separate_gather(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                input,
+                tag,
+                output,
+            )
+            .map_err(|_| {
+                output.fill(0);
+                Error::Decrypt
+            })
+    }
+
     /// Verifies `tag` and decrypts `buf` in place. On failure `buf` holds no plaintext.
     pub fn open_in_place(
         &self,
@@ -96,5 +154,27 @@ mod tests {
             Err(Error::Decrypt)
         ));
         assert!(bad.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn out_of_place_matches_in_place() {
+        let key = Key256::generate().unwrap();
+        let g = Aes256Gcm::new(&key).unwrap();
+        let n = [9u8; 12];
+        let pt = vec![0x33u8; 1000];
+        let mut inplace = pt.clone();
+        let t1 = g.seal_in_place(&n, b"a", &mut inplace).unwrap();
+        let mut out = vec![0u8; 1000];
+        let t2 = g.seal_out_of_place(&n, b"a", &pt, &mut out).unwrap();
+        assert_eq!((inplace.clone(), t1), (out.clone(), t2));
+        let mut back = vec![0u8; 1000];
+        g.open_out_of_place(&n, b"a", &out, &t2, &mut back).unwrap();
+        assert_eq!(back, pt);
+        out[0] ^= 1;
+        assert!(matches!(
+            g.open_out_of_place(&n, b"a", &out, &t2, &mut back),
+            Err(Error::Decrypt)
+        ));
+        assert!(back.iter().all(|&b| b == 0));
     }
 }

@@ -37,8 +37,8 @@ pub use error::Error;
 pub use hkdf::hkdf_sha256;
 pub use secret::{Key256, SecretBytes};
 
-/// Compares two byte strings in constant time (for tags, commitments and key checks).
+/// Compares two byte strings in constant time (for tags, commitments and key checks);
+/// aws-lc's `CRYPTO_memcmp`, which compares a word at a time.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }

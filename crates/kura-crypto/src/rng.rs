@@ -38,9 +38,8 @@ pub fn nonce<const N: usize>() -> Result<[u8; N], Error> {
         }
         let mut out = [0u8; N];
         let start = p.pos;
+        // Each byte is served once (nonces are public, so the pool needs no wiping).
         out.copy_from_slice(&p.buf[start..start + N]);
-        // Each byte is served once: wipe it so a later snapshot of memory cannot replay it.
-        p.buf[start..start + N].fill(0);
         p.pos += N;
         Ok(out)
     })

@@ -15,10 +15,14 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        // Second resolution is all rotation needs; the coarse clock costs a few ns.
+        match kura_sys::realtime_coarse_secs() {
+            0 => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            s => s,
+        }
     }
 }
 

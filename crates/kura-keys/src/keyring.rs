@@ -9,6 +9,7 @@
 mod state;
 mod status;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ use state::{Kek, Loader, State, new_id};
 /// The keyring used for records and streams.
 pub const DEFAULT_KEYRING: &str = "default";
 const RETRIES: usize = 8;
+/// How often (seconds) a keyring in use checks the keystore for changes made elsewhere.
+pub const REFRESH_SECS: i64 = 2;
 
 /// How a keyring behaves.
 #[derive(Debug, Clone)]
@@ -69,6 +72,8 @@ pub struct Keyring {
     clock: Arc<dyn Clock>,
     state: ArcSwap<State>,
     writer: Mutex<()>,
+    /// When the keystore was last checked for changes by other processes.
+    checked_at: AtomicI64,
 }
 
 impl Keyring {
@@ -126,13 +131,14 @@ impl Keyring {
         let loader = Loader {
             master: &*master,
             previous: previous.as_deref(),
-            keyring: &settings.keyring,
+            settings: &settings,
         };
         for _ in 0..RETRIES {
             let snapshot = snapshot_of(&*store)?;
             let generation = snapshot.generation;
             let (state, rewrap) = loader.build(snapshot, None)?;
             let Some(r) = rewrap else {
+                let checked_at = AtomicI64::new(clock.now());
                 return Ok((
                     Self {
                         store,
@@ -142,6 +148,7 @@ impl Keyring {
                         clock,
                         state: ArcSwap::from_pointee(state),
                         writer: Mutex::new(()),
+                        checked_at,
                     },
                     report,
                 ));
@@ -172,46 +179,58 @@ impl Keyring {
             .clone()
     }
 
-    /// The active data key for encryption, rotated first if it is due (older than the
-    /// rotation period, or made for another method).
-    fn active(&self) -> Result<Arc<DataKey>, Error> {
+    /// Runs `f` with the active data key, rotating it first if it is due (older than the
+    /// rotation period, or made for another method), and picking up changes made by other
+    /// processes at most [`REFRESH_SECS`] late. The hot path is one coarse clock read and
+    /// one atomic load.
+    fn with_active<T>(&self, f: impl FnOnce(&DataKey) -> Result<T, Error>) -> Result<T, Error> {
+        let now = self.clock.now();
+        self.refresh_if_stale(now)?;
         let st = self.state.load();
-        if !self.rotation_due(&st) {
-            return Ok(st.active.clone());
+        if now < st.rotate_at {
+            return f(&st.active);
         }
         drop(st);
         self.mutate("data key rotation", |st, now| {
-            if self.rotation_due(st) {
+            if now >= st.rotate_at {
                 self.data_key_rotation(st, now)
             } else {
                 Ok(Vec::new())
             }
         })?;
-        Ok(self.state.load().active.clone())
+        f(&self.state.load().active)
     }
 
-    fn rotation_due(&self, st: &State) -> bool {
-        let r = &st.active_record;
-        let since = r.activated_at.unwrap_or(r.created_at);
-        self.clock.now() >= since.saturating_add(self.settings.rotation_period.as_secs() as i64)
-            || r.method != self.settings.method.as_str()
-    }
-
-    /// The data key named `id`, refreshing from the keystore once if it is unknown (another
-    /// process may have rotated).
-    fn key(&self, id: u64) -> Result<Arc<DataKey>, Error> {
+    /// Runs `f` with the data key named `id`, refreshing from the keystore once if it is
+    /// unknown (another process may have rotated).
+    fn with_key<T>(
+        &self,
+        id: u64,
+        f: impl FnOnce(&DataKey) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.refresh_if_stale(self.clock.now())?;
         if let Some(k) = self.state.load().keys.get(&id) {
-            return Ok(k.clone());
+            return f(k);
         }
         self.refresh()?;
         let st = self.state.load();
         if let Some(k) = st.keys.get(&id) {
-            return Ok(k.clone());
+            return f(k);
         }
         if st.snapshot.data_keys.iter().any(|r| r.id == id) {
             return Err(Error::DataKeyDestroyed(id));
         }
         Err(Error::UnknownDataKey(id))
+    }
+
+    fn refresh_if_stale(&self, now: i64) -> Result<(), Error> {
+        let last = self.checked_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= REFRESH_SECS
+            && self.checked_at.swap(now, Ordering::Relaxed) == last
+        {
+            self.refresh()?;
+        }
+        Ok(())
     }
 
     /// Seals one record and appends the envelope to `out`.
@@ -221,8 +240,23 @@ impl Keyring {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
-        let dk = self.active()?;
-        Ok(envelope::seal(&dk.xaes, dk.id, context, plaintext, out)?)
+        self.with_active(|dk| Ok(envelope::seal(&dk.xaes, dk.id, context, plaintext, out)?))
+    }
+
+    /// Seals one record into `out`, which must hold at least
+    /// `envelope::sealed_len(plaintext.len())` bytes; returns the envelope's length. Reads
+    /// the plaintext once, writes the envelope once, allocates nothing.
+    pub fn seal_into(
+        &self,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        self.with_active(|dk| {
+            Ok(envelope::seal_into(
+                &dk.xaes, dk.id, context, plaintext, out,
+            )?)
+        })
     }
 
     /// Opens one record envelope and appends the plaintext to `out`.
@@ -232,19 +266,34 @@ impl Keyring {
         envelope_bytes: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Error> {
-        let dk = self.key(envelope::key_id(envelope_bytes)?)?;
-        Ok(envelope::open(&dk.xaes, context, envelope_bytes, out)?)
+        self.with_key(envelope::key_id(envelope_bytes)?, |dk| {
+            Ok(envelope::open(&dk.xaes, context, envelope_bytes, out)?)
+        })
+    }
+
+    /// Opens one record envelope into `out`, which must hold at least
+    /// `envelope::opened_len(envelope)` bytes; returns the plaintext's length.
+    pub fn open_envelope_into(
+        &self,
+        context: &EncryptionContext,
+        envelope_bytes: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        self.with_key(envelope::key_id(envelope_bytes)?, |dk| {
+            Ok(envelope::open_into(&dk.xaes, context, envelope_bytes, out)?)
+        })
     }
 
     /// Starts a stream under the active data key.
     pub fn stream_sealer(&self, context: &EncryptionContext) -> Result<stream::Sealer, Error> {
-        let dk = self.active()?;
-        Ok(stream::Sealer::new(
-            &dk.key,
-            dk.id,
-            context,
-            stream::DEFAULT_CHUNK_LOG2,
-        )?)
+        self.with_active(|dk| {
+            Ok(stream::Sealer::new(
+                &dk.key,
+                dk.id,
+                context,
+                stream::DEFAULT_CHUNK_LOG2,
+            )?)
+        })
     }
 
     /// Opens a stream whose header was read.
@@ -253,8 +302,9 @@ impl Keyring {
         header: stream::Header,
         context: &EncryptionContext,
     ) -> Result<stream::Opener, Error> {
-        let dk = self.key(header.data_key_id())?;
-        Ok(stream::Opener::new(header, &dk.key, context)?)
+        self.with_key(header.data_key_id(), |dk| {
+            Ok(stream::Opener::new(header, &dk.key, context)?)
+        })
     }
 
     /// Reloads from the keystore if another process changed it. Returns whether it did.
@@ -277,7 +327,7 @@ impl Keyring {
         let loader = Loader {
             master: &*master,
             previous: previous.as_deref(),
-            keyring: &self.settings.keyring,
+            settings: &self.settings,
         };
         let (state, _) = loader.build(snapshot, Some(&old))?;
         self.state.store(Arc::new(state));

@@ -115,6 +115,19 @@ pub fn fork_epoch() -> u64 {
     FORK_EPOCH.load(Ordering::Relaxed)
 }
 
+/// The wall clock in whole seconds since the Unix epoch, read from
+/// `CLOCK_REALTIME_COARSE` (a few nanoseconds through the vDSO, millisecond resolution):
+/// cheap enough to check key rotation on every use. Falls back to 0 if the call fails.
+pub fn realtime_coarse_secs() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec that outlives the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if r == 0 { ts.tv_sec } else { 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +145,15 @@ mod tests {
         let v = vec![7u8; 64];
         let _ = lock_memory(&v);
         assert!(!lock_memory(&[]));
+    }
+
+    #[test]
+    fn coarse_clock_is_close_to_the_system_clock() {
+        let sys = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((realtime_coarse_secs() - sys).abs() <= 1);
     }
 
     #[test]

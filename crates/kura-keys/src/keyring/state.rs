@@ -7,8 +7,8 @@ use kura_crypto::{Key256, XaesCommitting, rng};
 use kura_format::wrapped::{self, Kind};
 use kura_store::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Snapshot};
 
-use crate::Error;
 use crate::master_key::MasterKey;
+use crate::{Error, KeyringSettings};
 
 /// The KEK, unwrapped.
 pub(crate) struct Kek {
@@ -62,13 +62,39 @@ impl DataKey {
     }
 }
 
+/// Data key ids are random 63-bit numbers chosen by kura, so they need no hashing: the
+/// id itself spreads evenly (and lookups of ids an attacker picks can only miss).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The data keys by id.
+pub(crate) type KeyMap = HashMap<u64, Arc<DataKey>, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// What a process holds: the snapshot it was built from and the unwrapped keys.
 pub(crate) struct State {
     pub(crate) snapshot: Snapshot,
     pub(crate) kek: Arc<Kek>,
-    pub(crate) keys: HashMap<u64, Arc<DataKey>>,
+    pub(crate) keys: KeyMap,
     pub(crate) active: Arc<DataKey>,
     pub(crate) active_record: DataKeyRecord,
+    /// The instant (Unix seconds) from which the active key is rotated on its next use.
+    pub(crate) rotate_at: i64,
 }
 
 /// A change the load wants committed: the KEK re-wrapped from the previous master key.
@@ -96,11 +122,11 @@ fn corrupt(what: String) -> Error {
     })
 }
 
-/// The master keys and keyring name a state is built with.
+/// The master keys and settings a state is built with.
 pub(crate) struct Loader<'a> {
     pub(crate) master: &'a dyn MasterKey,
     pub(crate) previous: Option<&'a dyn MasterKey>,
-    pub(crate) keyring: &'a str,
+    pub(crate) settings: &'a KeyringSettings,
 }
 
 impl Loader<'_> {
@@ -119,7 +145,7 @@ impl Loader<'_> {
                 (Arc::new(kek), rewrap)
             }
         };
-        let mut keys = HashMap::new();
+        let mut keys = KeyMap::default();
         let mut active = None;
         for r in &snapshot.data_keys {
             if r.state == DataKeyState::Destroyed {
@@ -145,7 +171,7 @@ impl Loader<'_> {
                     )?)
                 }
             };
-            if r.state == DataKeyState::Active && r.keyring == self.keyring {
+            if r.state == DataKeyState::Active && r.keyring == self.settings.keyring {
                 active = Some((dk.clone(), r.clone()));
             }
             keys.insert(r.id, dk);
@@ -153,8 +179,17 @@ impl Loader<'_> {
         let Some((active, active_record)) = active else {
             return Err(corrupt(format!(
                 "keyring {} has no active data key",
-                self.keyring
+                self.settings.keyring
             )));
+        };
+        // Due when older than the period, or made for another method than configured.
+        let rotate_at = if active_record.method == self.settings.method.as_str() {
+            active_record
+                .activated_at
+                .unwrap_or(active_record.created_at)
+                .saturating_add(self.settings.rotation_period.as_secs() as i64)
+        } else {
+            i64::MIN
         };
         Ok((
             State {
@@ -163,6 +198,7 @@ impl Loader<'_> {
                 keys,
                 active,
                 active_record,
+                rotate_at,
             },
             rewrap,
         ))
