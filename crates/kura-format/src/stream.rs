@@ -22,11 +22,13 @@
 //! (nonce mismatch) and appending (a flagged chunk not at the end) all fail.
 
 mod io;
+mod parallel;
 
 use kura_crypto::{Aes256Gcm, GCM_NONCE_LEN, Key256, TAG_LEN, ct_eq, hkdf_sha256, rng};
 use zeroize::Zeroize;
 
 pub use io::{decrypt, encrypt};
+pub use parallel::{decrypt_file, encrypt_file};
 
 use crate::{EncryptionContext, Error, be_u64, check_magic};
 
@@ -178,29 +180,44 @@ impl Sealer {
     /// Encrypts the next chunk in place and returns its tag. Every chunk but the last must
     /// be exactly the chunk size; the last may be shorter (empty only if it is the first).
     pub fn seal_chunk(&mut self, buf: &mut [u8], last: bool) -> Result<[u8; TAG_LEN], Error> {
-        let cs = self.header.chunk_size();
-        let ok = !self.done
-            && if last {
-                buf.len() <= cs && (!buf.is_empty() || self.counter == 0)
-            } else {
-                buf.len() == cs
-            };
-        if !ok {
+        if self.done {
             return Err(Error::Malformed {
                 what: WHAT,
-                detail: format!(
-                    "chunk {} of {} bytes cannot be sealed here",
-                    self.counter,
-                    buf.len()
-                ),
+                detail: "the last chunk was already sealed".into(),
             });
         }
-        let tag =
-            self.gcm
-                .seal_in_place(&nonce(self.counter, last), self.header.as_bytes(), buf)?;
+        let tag = self.seal_at(self.counter, buf, last)?;
         self.counter += 1;
         self.done = last;
         Ok(tag)
+    }
+
+    /// Seals chunk `index` (for workers sealing chunks of one stream in parallel; each
+    /// index must be sealed once).
+    pub(crate) fn seal_at(
+        &self,
+        index: u64,
+        buf: &mut [u8],
+        last: bool,
+    ) -> Result<[u8; TAG_LEN], Error> {
+        if !shape_ok(self.header.chunk_size(), index, buf.len(), last) {
+            return Err(Error::Malformed {
+                what: WHAT,
+                detail: format!("chunk {index} of {} bytes cannot be sealed here", buf.len()),
+            });
+        }
+        Ok(self
+            .gcm
+            .seal_in_place(&nonce(index, last), self.header.as_bytes(), buf)?)
+    }
+}
+
+/// Every chunk but the last is full; the last is at most full, and empty only as the first.
+fn shape_ok(chunk_size: usize, index: u64, len: usize, last: bool) -> bool {
+    if last {
+        len <= chunk_size && (len > 0 || index == 0)
+    } else {
+        len == chunk_size
     }
 }
 
@@ -243,21 +260,29 @@ impl Opener {
         tag: &[u8; TAG_LEN],
         last: bool,
     ) -> Result<(), Error> {
-        let cs = self.header.chunk_size();
-        let shape_ok = !self.done
-            && if last {
-                buf.len() <= cs && (!buf.is_empty() || self.counter == 0)
-            } else {
-                buf.len() == cs
-            };
-        if !shape_ok {
+        if self.done {
             return Err(Error::Decrypt);
         }
-        self.gcm
-            .open_in_place(&nonce(self.counter, last), self.header.as_bytes(), buf, tag)?;
+        self.open_at(self.counter, buf, tag, last)?;
         self.counter += 1;
         self.done = last;
         Ok(())
+    }
+
+    /// Verifies and decrypts chunk `index` in place (for parallel workers).
+    pub(crate) fn open_at(
+        &self,
+        index: u64,
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+        last: bool,
+    ) -> Result<(), Error> {
+        if !shape_ok(self.header.chunk_size(), index, buf.len(), last) {
+            return Err(Error::Decrypt);
+        }
+        Ok(self
+            .gcm
+            .open_in_place(&nonce(index, last), self.header.as_bytes(), buf, tag)?)
     }
 
     /// Whether the last chunk has been opened (the stream is complete).

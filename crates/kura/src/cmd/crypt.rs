@@ -2,12 +2,13 @@
 //!
 //! With `-o`, output goes to a temporary file beside the destination that is renamed into
 //! place only after the whole input was processed (and, for decryption, authenticated): a
-//! tampered or truncated input leaves no output file. Without `-o`, decrypted chunks are
-//! written to stdout as each is verified, and a bad stream is reported (non-zero exit) when
-//! it is detected.
+//! tampered or truncated input leaves no output file. File to file, the work is spread
+//! over every core with positioned reads and writes. Without `-o`, decrypted chunks are
+//! written to stdout as each is verified, and a bad stream is reported (non-zero exit)
+//! when it is detected.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
@@ -29,20 +30,32 @@ fn input(a: &CryptArgs) -> Result<File> {
     }
 }
 
-fn with_output(a: &CryptArgs, work: impl FnOnce(&mut dyn Write) -> Result<u64>) -> Result<u64> {
+/// Workers for a file-to-file run: every core (the kernel's copying is most of the work).
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// Whether positioned reads can serve `f` (a regular file, not a pipe or a terminal).
+fn seekable(f: &File) -> bool {
+    f.metadata().is_ok_and(|m| m.is_file())
+}
+
+/// Runs `work` on the output: a temporary file committed on success (`-o`), or stdout.
+/// `work` gets the output file and whether it may use positioned writes.
+fn with_output(a: &CryptArgs, work: impl FnOnce(&File, bool) -> Result<u64>) -> Result<u64> {
     match &a.out {
         Some(p) => {
             let mut f = AtomicFile::create(p, 0o600)
                 .with_context(|| format!("cannot create {}", p.display()))?;
-            let n = work(f.file()?)?;
+            let n = work(f.file()?, true)?;
             f.commit()
                 .with_context(|| format!("cannot write {}", p.display()))?;
             Ok(n)
         }
         None => {
-            let mut out = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
-            let n = work(&mut out)?;
-            out.flush()?;
+            let out = File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+            let n = work(&out, false)?;
+            (&out).flush()?;
             Ok(n)
         }
     }
@@ -51,9 +64,13 @@ fn with_output(a: &CryptArgs, work: impl FnOnce(&mut dyn Write) -> Result<u64>) 
 pub(crate) fn encrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
     let (k, _, _) = env::open(cli)?;
     let sealer = k.stream_sealer(&context(a))?;
-    let mut inp = input(a)?;
-    with_output(a, |out| {
-        Ok(stream::encrypt(&mut inp as &mut dyn Read, out, sealer)?)
+    let inp = input(a)?;
+    with_output(a, |out, positioned| {
+        Ok(if positioned && seekable(&inp) {
+            stream::encrypt_file(&inp, out, sealer, workers())?
+        } else {
+            stream::encrypt(&inp, out, sealer)?
+        })
     })?;
     Ok(())
 }
@@ -61,15 +78,20 @@ pub(crate) fn encrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
 pub(crate) fn decrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
     let (k, _, _) = env::open(cli)?;
     let ctx = context(a);
-    let mut inp = input(a)?;
+    let inp = input(a)?;
     let what = a
         .input
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "stdin".into());
-    with_output(a, |out| {
-        stream::decrypt(&mut inp as &mut dyn Read, out, |h| k.stream_opener(h, &ctx))
-            .map_err(|e| anyhow::Error::new(e).context(format!("cannot decrypt {what}")))
+    with_output(a, |out, positioned| {
+        let open = |h| k.stream_opener(h, &ctx);
+        let r = if positioned && seekable(&inp) {
+            stream::decrypt_file(&inp, out, open, workers())
+        } else {
+            stream::decrypt(&inp, out, open)
+        };
+        r.map_err(|e| anyhow::Error::new(e).context(format!("cannot decrypt {what}")))
     })?;
     Ok(())
 }
