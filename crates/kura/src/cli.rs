@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// kura (蔵): a key management service and encryption-at-rest toolkit.
@@ -16,7 +17,16 @@ pub struct Cli {
     pub data_dir: Option<PathBuf>,
 
     /// TOML configuration file ([security.encryption] as in TiKV).
-    #[arg(long, global = true, env = "KURA_CONFIG", value_name = "FILE")]
+    // Parsed as a plain OS string: clap's path parser rejects an empty KURA_CONFIG ("a
+    // value is required for '--config'"), while every other KURA_* variable that is set
+    // but empty counts as unset; `env::settings` ignores an empty path.
+    #[arg(
+        long,
+        global = true,
+        env = "KURA_CONFIG",
+        value_name = "FILE",
+        value_parser = OsStringValueParser::new().map(PathBuf::from)
+    )]
     pub config: Option<PathBuf>,
 
     /// Master key file (64 hex digits and a newline, or base64; mode 0400)
@@ -53,7 +63,7 @@ pub enum Command {
     /// Generate a 32-byte master key file (mode 0400; never overwrites).
     Keygen(KeygenArgs),
     /// Create the keystore: a KEK wrapped by the master key, and the first data key.
-    Init,
+    Init(InitArgs),
     /// Show the master key source, the KEK and every data key with its state.
     Status,
     /// Rotate a level of the hierarchy, online.
@@ -86,6 +96,16 @@ pub enum KeyEncoding {
     Hex,
     /// Base64 and a newline (Looker, `openssl rand -base64 32`).
     Base64,
+}
+
+/// `kura init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Development mode: keystore in ./kura-dev (or --data-dir) with a generated master key
+    /// file beside it, created or reused. Never for production: the key sits next to the
+    /// data it protects.
+    #[arg(long)]
+    pub dev: bool,
 }
 
 /// `kura rotate`.

@@ -13,14 +13,16 @@ use crate::cli::Cli;
 
 /// Resolves flags, environment and configuration file.
 pub(crate) fn settings(cli: &Cli) -> Result<Settings> {
-    let text = match &cli.config {
+    // An empty KURA_CONFIG counts as unset, like every other KURA_* variable.
+    let config = cli.config.as_deref().filter(|p| !p.as_os_str().is_empty());
+    let text = match config {
         Some(p) => Some(
             std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read the configuration file {}", p.display()))?,
         ),
         None => None,
     };
-    let file = cli.config.as_deref().zip(text.as_deref());
+    let file = config.zip(text.as_deref());
     let flags = Overrides {
         data_dir: cli.data_dir.clone(),
         master_key_file: cli.master_key_file.clone(),

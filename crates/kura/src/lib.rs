@@ -30,7 +30,7 @@ pub fn run() -> ExitCode {
     }
     let result = match &cli.command {
         Command::Keygen(a) => cmd::keygen::run(&cli, a),
-        Command::Init => cmd::admin::init(&cli),
+        Command::Init(a) => cmd::admin::init(&cli, a),
         Command::Status => cmd::admin::status(&cli),
         Command::Rotate(a) => cmd::admin::rotate(&cli, a),
         Command::DataKey(a) => cmd::admin::data_key(&cli, a),

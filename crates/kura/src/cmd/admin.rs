@@ -1,6 +1,7 @@
 //! `kura init`, `status`, `rotate` and `data-key`.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -9,11 +10,19 @@ use kura_keys::{Keyring, Status};
 use kura_store::{Keystore, SqliteKeystore};
 use serde::Serialize;
 
-use crate::cli::{Cli, DataKeyAction, DataKeyArgs, RotateArgs, RotateWhat};
+use crate::cli::{
+    Cli, Command, DataKeyAction, DataKeyArgs, InitArgs, KeyEncoding, RotateArgs, RotateWhat,
+};
+
+/// Where `kura init --dev` keeps its keystore and key by default.
+const DEV_DIR: &str = "kura-dev";
 use crate::env;
 use crate::output::emit;
 
-pub(crate) fn init(cli: &Cli) -> Result<()> {
+pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
+    if a.dev {
+        return init_dev(cli);
+    }
     let s = env::settings(cli)?;
     let (master, _) = env::master_keys(&s)?;
     let path = env::keystore_path(&s);
@@ -33,6 +42,70 @@ pub(crate) fn init(cli: &Cli) -> Result<()> {
             st.master_key.source,
             st.kek.id,
             k.active_data_key_id()
+        )
+    })
+}
+
+/// `kura init --dev`: a keystore and a master key file in one directory, made on first
+/// use and reused after, so that trying kura takes one command.
+fn init_dev(cli: &Cli) -> Result<()> {
+    let dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEV_DIR));
+    std::fs::create_dir_all(&dir)?;
+    let key_path = dir.join("master.key");
+    if !key_path.exists() {
+        crate::cmd::keygen::write_key(&key_path, KeyEncoding::Hex)?;
+    }
+    let dev = Cli {
+        data_dir: Some(dir.clone()),
+        config: None,
+        master_key_file: Some(key_path.clone()),
+        previous_master_key_file: None,
+        output: cli.output,
+        command: Command::Status,
+    };
+    let s = env::settings(&dev)?;
+    let path = env::keystore_path(&s);
+    let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&path)?);
+    let (master, _) = env::master_keys(&s)?;
+    let fresh = store.generation()?.is_none();
+    let k = if fresh {
+        Keyring::init(
+            store,
+            master,
+            env::keyring_settings(&s),
+            Arc::new(SystemClock),
+        )?
+    } else {
+        Keyring::open(
+            store,
+            master,
+            None,
+            env::keyring_settings(&s),
+            Arc::new(SystemClock),
+        )?
+        .0
+    };
+    let st = k.status();
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (d, kf) = (abs(&dir), abs(&key_path));
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kura"));
+    emit(cli, &st, || {
+        format!(
+            "kura development keystore {} in {} (master key file {}: for development only)\n\n\
+             alias kura={}\n\
+             export KURA_DATA_DIR={} KURA_MASTER_KEY_FILE={}\n\
+             echo 'hello, kura' | kura encrypt --context app=demo | kura decrypt --context app=demo\n\
+             kura status\n\
+             kura rotate data-key",
+            if fresh { "created" } else { "reused" },
+            d.display(),
+            kf.display(),
+            exe.display(),
+            d.display(),
+            kf.display(),
         )
     })
 }

@@ -1,6 +1,7 @@
 //! `kura keygen`: a new master key file.
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
@@ -29,29 +30,7 @@ pub(crate) fn run(cli: &Cli, a: &KeygenArgs) -> Result<()> {
             a.out.display()
         );
     }
-    let key = Key256::generate()?;
-    let text = Zeroizing::new(match a.format {
-        KeyEncoding::Hex => hex::encode(key.expose_secret()),
-        KeyEncoding::Base64 => {
-            base64::engine::general_purpose::STANDARD.encode(key.expose_secret())
-        }
-    });
-    let mut f = AtomicFile::create(&a.out, 0o400)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let file = f.file()?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")?;
-    f.commit_no_clobber().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!(
-                "{} already exists; kura keygen never overwrites a key file",
-                a.out.display()
-            )
-        } else {
-            anyhow::anyhow!("cannot write {}: {e}", a.out.display())
-        }
-    })?;
-    let id = LocalMasterKey::new(&key, String::new())?.id().to_string();
+    let id = write_key(&a.out, a.format)?;
     let g = Generated {
         path: a.out.display().to_string(),
         format: match a.format {
@@ -67,4 +46,32 @@ pub(crate) fn run(cli: &Cli, a: &KeygenArgs) -> Result<()> {
             g.path, g.format, g.master_key_id
         )
     })
+}
+
+/// Writes a new random master key to `out` (mode 0400, never replacing a file) and returns
+/// its id.
+pub(crate) fn write_key(out: &Path, format: KeyEncoding) -> Result<String> {
+    let key = Key256::generate()?;
+    let text = Zeroizing::new(match format {
+        KeyEncoding::Hex => hex::encode(key.expose_secret()),
+        KeyEncoding::Base64 => {
+            base64::engine::general_purpose::STANDARD.encode(key.expose_secret())
+        }
+    });
+    let mut f = AtomicFile::create(out, 0o400)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    let file = f.file()?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    f.commit_no_clobber().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} already exists; kura keygen never overwrites a key file",
+                out.display()
+            )
+        } else {
+            anyhow::anyhow!("cannot write {}: {e}", out.display())
+        }
+    })?;
+    Ok(LocalMasterKey::new(&key, String::new())?.id().to_string())
 }
