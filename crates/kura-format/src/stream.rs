@@ -127,11 +127,69 @@ fn nonce(counter: u64, last: bool) -> [u8; GCM_NONCE_LEN] {
 }
 
 /// Seals the chunks of one stream, in order.
-pub struct Sealer {
+pub struct Sealer(Chunks);
+
+/// What both directions share: the stream key, the header and the position in the stream.
+struct Chunks {
     gcm: Aes256Gcm,
     header: Header,
     counter: u64,
     done: bool,
+}
+
+impl Chunks {
+    fn new(gcm: Aes256Gcm, header: Header) -> Self {
+        Self {
+            gcm,
+            header,
+            counter: 0,
+            done: false,
+        }
+    }
+
+    /// Runs `op` on the next chunk's index; moves on only if it succeeds. `finished` is the
+    /// error for a chunk after the last.
+    fn next<T>(
+        &mut self,
+        last: bool,
+        finished: impl FnOnce() -> Error,
+        op: impl FnOnce(&Self, u64) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        if self.done {
+            return Err(finished());
+        }
+        let out = op(self, self.counter)?;
+        self.counter += 1;
+        self.done = last;
+        Ok(out)
+    }
+
+    fn seal_at(&self, index: u64, buf: &mut [u8], last: bool) -> Result<[u8; TAG_LEN], Error> {
+        if !shape_ok(self.header.chunk_size(), index, buf.len(), last) {
+            return Err(Error::Malformed {
+                what: WHAT,
+                detail: format!("chunk {index} of {} bytes cannot be sealed here", buf.len()),
+            });
+        }
+        Ok(self
+            .gcm
+            .seal_in_place(&nonce(index, last), self.header.as_bytes(), buf)?)
+    }
+
+    fn open_at(
+        &self,
+        index: u64,
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+        last: bool,
+    ) -> Result<(), Error> {
+        if !shape_ok(self.header.chunk_size(), index, buf.len(), last) {
+            return Err(Error::Decrypt);
+        }
+        Ok(self
+            .gcm
+            .open_in_place(&nonce(index, last), self.header.as_bytes(), buf, tag)?)
+    }
 }
 
 impl Sealer {
@@ -164,32 +222,22 @@ impl Sealer {
         let mut header = Header::parse(&b)?;
         let (gcm, commitment) = header.derive(data_key, context)?;
         header.bytes[48..80].copy_from_slice(&commitment);
-        Ok(Self {
-            gcm,
-            header,
-            counter: 0,
-            done: false,
-        })
+        Ok(Self(Chunks::new(gcm, header)))
     }
 
     /// The header, to be written before the first chunk.
     pub fn header(&self) -> &Header {
-        &self.header
+        &self.0.header
     }
 
     /// Encrypts the next chunk in place and returns its tag. Every chunk but the last must
     /// be exactly the chunk size; the last may be shorter (empty only if it is the first).
     pub fn seal_chunk(&mut self, buf: &mut [u8], last: bool) -> Result<[u8; TAG_LEN], Error> {
-        if self.done {
-            return Err(Error::Malformed {
-                what: WHAT,
-                detail: "the last chunk was already sealed".into(),
-            });
-        }
-        let tag = self.seal_at(self.counter, buf, last)?;
-        self.counter += 1;
-        self.done = last;
-        Ok(tag)
+        let done = || Error::Malformed {
+            what: WHAT,
+            detail: "the last chunk was already sealed".into(),
+        };
+        self.0.next(last, done, |c, i| c.seal_at(i, buf, last))
     }
 
     /// Seals chunk `index` (for workers sealing chunks of one stream in parallel; each
@@ -200,15 +248,7 @@ impl Sealer {
         buf: &mut [u8],
         last: bool,
     ) -> Result<[u8; TAG_LEN], Error> {
-        if !shape_ok(self.header.chunk_size(), index, buf.len(), last) {
-            return Err(Error::Malformed {
-                what: WHAT,
-                detail: format!("chunk {index} of {} bytes cannot be sealed here", buf.len()),
-            });
-        }
-        Ok(self
-            .gcm
-            .seal_in_place(&nonce(index, last), self.header.as_bytes(), buf)?)
+        self.0.seal_at(index, buf, last)
     }
 }
 
@@ -222,12 +262,7 @@ fn shape_ok(chunk_size: usize, index: u64, len: usize, last: bool) -> bool {
 }
 
 /// Opens the chunks of one stream, in order.
-pub struct Opener {
-    gcm: Aes256Gcm,
-    header: Header,
-    counter: u64,
-    done: bool,
-}
+pub struct Opener(Chunks);
 
 impl Opener {
     /// Checks the commitment of `header` against `data_key` and `context`.
@@ -240,17 +275,12 @@ impl Opener {
         if !ct_eq(&commitment, &header.bytes[48..80]) {
             return Err(Error::Decrypt);
         }
-        Ok(Self {
-            gcm,
-            header,
-            counter: 0,
-            done: false,
-        })
+        Ok(Self(Chunks::new(gcm, header)))
     }
 
     /// The header.
     pub fn header(&self) -> &Header {
-        &self.header
+        &self.0.header
     }
 
     /// Verifies and decrypts the next chunk in place.
@@ -260,13 +290,8 @@ impl Opener {
         tag: &[u8; TAG_LEN],
         last: bool,
     ) -> Result<(), Error> {
-        if self.done {
-            return Err(Error::Decrypt);
-        }
-        self.open_at(self.counter, buf, tag, last)?;
-        self.counter += 1;
-        self.done = last;
-        Ok(())
+        self.0
+            .next(last, || Error::Decrypt, |c, i| c.open_at(i, buf, tag, last))
     }
 
     /// Verifies and decrypts chunk `index` in place (for parallel workers).
@@ -277,16 +302,11 @@ impl Opener {
         tag: &[u8; TAG_LEN],
         last: bool,
     ) -> Result<(), Error> {
-        if !shape_ok(self.header.chunk_size(), index, buf.len(), last) {
-            return Err(Error::Decrypt);
-        }
-        Ok(self
-            .gcm
-            .open_in_place(&nonce(index, last), self.header.as_bytes(), buf, tag)?)
+        self.0.open_at(index, buf, tag, last)
     }
 
     /// Whether the last chunk has been opened (the stream is complete).
     pub fn is_done(&self) -> bool {
-        self.done
+        self.0.done
     }
 }
