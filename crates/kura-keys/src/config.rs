@@ -272,12 +272,22 @@ pub fn resolve(
 /// A TOML error message with its quoted string values hidden: a master key pasted where a
 /// table belongs (`master-key = "<base64>"`) must not be echoed into a terminal or a log.
 fn redact_strings(message: &str) -> String {
-    message
+    let quoted = message
         .split('"')
         .enumerate()
         .map(|(i, part)| if i % 2 == 0 { part } else { "…" })
         .collect::<Vec<_>>()
-        .join("\"")
+        .join("\"");
+    // serde names a bad enum value in backticks (`type = "<key>"`); field names, also in
+    // backticks, are kept because they say what to fix.
+    const VARIANT: &str = "unknown variant `";
+    match quoted.split_once(VARIANT) {
+        Some((before, after)) => match after.split_once('`') {
+            Some((_, rest)) => format!("{before}{VARIANT}…`{rest}"),
+            None => quoted,
+        },
+        None => quoted,
+    }
 }
 
 fn pick(
@@ -402,6 +412,23 @@ variable = "OLD_KEY"
         assert!(
             matches!(&s.master_key, Some(MasterKeySpec::File { path, .. }) if path == Path::new("/flag.key"))
         );
+    }
+
+    #[test]
+    fn pasted_keys_are_not_echoed() {
+        let secret = "c2VjcmV0LWtleS1tYXRlcmlhbC1zZWNyZXQta2V5LW1hdGVyaWFs";
+        for text in [
+            format!("[security.encryption]\nmaster-key = \"{secret}\"\n"),
+            format!("[security.encryption.master-key]\ntype = \"{secret}\"\n"),
+        ] {
+            let e = resolve(
+                Some((Path::new("k.toml"), &text)),
+                &env_of(&[]),
+                &Overrides::default(),
+            )
+            .unwrap_err();
+            assert!(!e.to_string().contains(secret), "{e}");
+        }
     }
 
     #[test]

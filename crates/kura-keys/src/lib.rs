@@ -26,7 +26,7 @@ pub mod master_key;
 
 pub use error::Error;
 pub use keyring::{
-    DEFAULT_KEYRING, DataKey, REFRESH_SECS, DataKeyStatus, KekStatus, Keyring, KeyringSettings, MasterKeyStatus,
-    OpenReport, Status,
+    DEFAULT_KEYRING, DataKey, DataKeyStatus, KekStatus, Keyring, KeyringSettings, MasterKeyStatus,
+    OpenReport, REFRESH_SECS, Status,
 };
 pub use master_key::{LocalMasterKey, MasterKey};

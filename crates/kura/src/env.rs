@@ -34,6 +34,11 @@ pub(crate) fn settings(cli: &Cli) -> Result<Settings> {
 /// A master key shared with the keyring.
 pub(crate) type SharedMasterKey = Arc<dyn MasterKey>;
 
+/// The current master key the settings name (required).
+pub(crate) fn master_key(s: &Settings) -> Result<SharedMasterKey> {
+    Ok(Arc::new(master_key::load(s.master_key.as_ref())?))
+}
+
 /// The master keys the settings name: the current one (required) and the previous one.
 pub(crate) fn master_keys(s: &Settings) -> Result<(SharedMasterKey, Option<SharedMasterKey>)> {
     let master: Arc<dyn MasterKey> = Arc::new(master_key::load(s.master_key.as_ref())?);

@@ -43,6 +43,8 @@ pub fn run() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`kura status | head -1`): nothing to report.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_FAILURE),
         Err(e) => {
             eprintln!("kura: error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
@@ -50,11 +52,21 @@ pub fn run() -> ExitCode {
     }
 }
 
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<kura_format::Error>()
+                .is_some_and(|f| matches!(f, kura_format::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+    })
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

@@ -1,6 +1,7 @@
 //! `kura init`, `status`, `rotate` and `data-key`.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
         return init_dev(cli);
     }
     let s = env::settings(cli)?;
-    let (master, _) = env::master_keys(&s)?;
+    let master = env::master_key(&s)?;
     let path = env::keystore_path(&s);
     let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&path)?);
     let k = Keyring::init(
@@ -53,7 +54,10 @@ fn init_dev(cli: &Cli) -> Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEV_DIR));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
     let key_path = dir.join("master.key");
     if !key_path.exists() {
         crate::cmd::keygen::write_key(&key_path, KeyEncoding::Hex)?;
@@ -69,7 +73,9 @@ fn init_dev(cli: &Cli) -> Result<()> {
     let s = env::settings(&dev)?;
     let path = env::keystore_path(&s);
     let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&path)?);
-    let (master, _) = env::master_keys(&s)?;
+    // Only the generated key: a previous master key configured in the environment belongs
+    // to some other keystore.
+    let master = env::master_key(&s)?;
     let fresh = store.generation()?.is_none();
     let k = if fresh {
         Keyring::init(

@@ -18,8 +18,15 @@ use kura_store::atomic::AtomicFile;
 use crate::cli::{Cli, CryptArgs};
 use crate::env;
 
-fn context(a: &CryptArgs) -> EncryptionContext {
-    a.context.iter().cloned().collect()
+fn context(a: &CryptArgs) -> Result<EncryptionContext> {
+    let mut ctx = EncryptionContext::new();
+    for (k, v) in &a.context {
+        if ctx.iter().any(|(key, _)| key == k) {
+            anyhow::bail!("--context {k}=… is given twice; each key may appear once");
+        }
+        ctx.insert(k.clone(), v.clone());
+    }
+    Ok(ctx)
 }
 
 /// The input: a file, or stdin as a plain file descriptor (no extra buffering).
@@ -63,7 +70,7 @@ fn with_output(a: &CryptArgs, work: impl FnOnce(&File, bool) -> Result<u64>) -> 
 
 pub(crate) fn encrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
     let (k, _, _) = env::open(cli)?;
-    let sealer = k.stream_sealer(&context(a))?;
+    let sealer = k.stream_sealer(&context(a)?)?;
     let inp = input(a)?;
     with_output(a, |out, positioned| {
         Ok(if positioned && seekable(&inp) {
@@ -77,7 +84,7 @@ pub(crate) fn encrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
 
 pub(crate) fn decrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
     let (k, _, _) = env::open(cli)?;
-    let ctx = context(a);
+    let ctx = context(a)?;
     let inp = input(a)?;
     let what = a
         .input
