@@ -24,10 +24,13 @@ impl AtomicFile {
     /// Starts writing `dest` with permission bits `mode` (applied at creation).
     pub fn create(dest: &Path, mode: u32) -> io::Result<Self> {
         let dir = parent_of(dest);
-        let name = dest
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the output path names no file"))?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = dest.file_name().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "the output path names no file")
+        })?;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let tmp = dir.join(format!(
             ".{}.{}-{}-{}.tmp",
             name.to_string_lossy(),
@@ -35,7 +38,11 @@ impl AtomicFile {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             nanos
         ));
-        let file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
         Ok(Self {
             file: Some(file),
             tmp,
@@ -116,7 +123,10 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
         f.commit().unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
 
         let mut f = AtomicFile::create(&p, 0o600).unwrap();
         f.file().unwrap().write_all(b"abandoned").unwrap();
