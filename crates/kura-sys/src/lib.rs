@@ -4,12 +4,20 @@
 //!   of a process that holds keys never writes them to a core file.
 //! - [`lock_memory`]: best-effort `mlock` of the pages that hold long-lived keys, so they
 //!   are never written to swap. A refusal is reported once and is not an error.
+//! - [`open_anonymous`] and [`link_anonymous`]: a file with no name (`O_TMPFILE`) that
+//!   gets one only when complete, so a process killed while writing leaves nothing behind.
 //! - [`fork_epoch`]: a counter bumped in every child after `fork`, so that buffered
 //!   randomness is thrown away instead of being shared by parent and child.
 //!
 //! Every `unsafe` block carries a `SAFETY:` comment. Nothing here panics.
 
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -95,6 +103,41 @@ pub fn take_mlock_refusal() -> Option<&'static str> {
     }
 }
 
+/// Opens an unnamed regular file in directory `dir` (`O_TMPFILE`), readable and writable,
+/// with permission bits `mode`. Fails on file systems without `O_TMPFILE` support; callers
+/// fall back to a named temporary file.
+pub fn open_anonymous(dir: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(mode)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+}
+
+/// Gives the file made by [`open_anonymous`] the name `dest` (`linkat` through
+/// `/proc/self/fd`). Fails with `AlreadyExists` if `dest` exists: nothing is replaced.
+pub fn link_anonymous(file: &File, dest: &Path) -> io::Result<()> {
+    let src = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let dst = CString::new(dest.as_os_str().as_bytes())?;
+    // SAFETY: `src` and `dst` are NUL-terminated strings that outlive the call; linkat only
+    // reads them, and the descriptor named in `src` stays open (borrowed `file`).
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 static FORK_EPOCH: AtomicU64 = AtomicU64::new(0);
 static ATFORK: Once = Once::new();
 
@@ -154,6 +197,22 @@ mod tests {
             .unwrap()
             .as_secs() as i64;
         assert!((realtime_coarse_secs() - sys).abs() <= 1);
+    }
+
+    #[test]
+    fn anonymous_files_get_a_name_only_when_linked() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("kura-sys-anon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut f = open_anonymous(&dir, 0o600).unwrap();
+        f.write_all(b"done").unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let dest = dir.join("out");
+        link_anonymous(&f, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"done");
+        let again = link_anonymous(&f, &dest).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
