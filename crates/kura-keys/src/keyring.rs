@@ -101,18 +101,7 @@ impl Keyring {
                 created_at: now,
                 retired_at: None,
             }),
-            Change::InsertDataKey(DataKeyRecord {
-                id: dk_id,
-                keyring: settings.keyring.clone(),
-                method: settings.method.as_str().to_string(),
-                wrapped: kek.wrap(dk_id, &dk)?,
-                kek_id,
-                state: DataKeyState::Active,
-                created_at: now,
-                activated_at: Some(now),
-                retired_at: None,
-                destroyed_at: None,
-            }),
+            Change::InsertDataKey(new_data_key_record(&settings, &kek, dk_id, &dk, now)?),
         ])?;
         let (k, _) = Self::open(store, master, None, settings, clock)?;
         Ok(k)
@@ -136,6 +125,19 @@ impl Keyring {
         for _ in 0..RETRIES {
             let snapshot = snapshot_of(&*store)?;
             let generation = snapshot.generation;
+            if !loader.has_active_key(&snapshot) {
+                // A keyring used for the first time (e.g. the KMS's) gets its first key.
+                let (kek, _) = loader.kek(&snapshot, None)?;
+                let now = clock.now();
+                let id = new_id(|id| snapshot.data_keys.iter().any(|r| r.id == id))?;
+                let key = Key256::generate()?;
+                let first =
+                    Change::InsertDataKey(new_data_key_record(&settings, &kek, id, &key, now)?);
+                match store.commit(generation, &[first]) {
+                    Ok(_) | Err(kura_store::Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let (state, rewrap) = loader.build(snapshot, None)?;
             let Some(r) = rewrap else {
                 let checked_at = AtomicI64::new(clock.now());
@@ -380,18 +382,7 @@ impl Keyring {
                 id: st.active.id,
                 at: now,
             },
-            Change::InsertDataKey(DataKeyRecord {
-                id,
-                keyring: self.settings.keyring.clone(),
-                method: self.settings.method.as_str().to_string(),
-                wrapped: st.kek.wrap(id, &key)?,
-                kek_id: st.kek.id,
-                state: DataKeyState::Active,
-                created_at: now,
-                activated_at: Some(now),
-                retired_at: None,
-                destroyed_at: None,
-            }),
+            Change::InsertDataKey(new_data_key_record(&self.settings, &st.kek, id, &key, now)?),
         ])
     }
 
@@ -481,6 +472,28 @@ impl Keyring {
     pub fn active_data_key_id(&self) -> u64 {
         self.state.load().active.id
     }
+}
+
+/// The record of a new active data key `id` of the configured keyring, wrapped by `kek`.
+fn new_data_key_record(
+    settings: &KeyringSettings,
+    kek: &Kek,
+    id: u64,
+    key: &Key256,
+    now: i64,
+) -> Result<DataKeyRecord, Error> {
+    Ok(DataKeyRecord {
+        id,
+        keyring: settings.keyring.clone(),
+        method: settings.method.as_str().to_string(),
+        wrapped: kek.wrap(id, key)?,
+        kek_id: kek.id,
+        state: DataKeyState::Active,
+        created_at: now,
+        activated_at: Some(now),
+        retired_at: None,
+        destroyed_at: None,
+    })
 }
 
 fn snapshot_of(store: &dyn Keystore) -> Result<kura_store::Snapshot, Error> {

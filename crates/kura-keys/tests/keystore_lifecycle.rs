@@ -10,9 +10,7 @@ use kura_keys::{Error, Keyring};
 
 #[test]
 fn init_twice_is_refused() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let k = env.init(&m);
+    let (env, m, k) = Env::initialised();
     let active = k.active_data_key_id();
     let sealed = seal(&k, &no_ctx(), b"kept");
     let st = k.status();
@@ -63,9 +61,7 @@ fn open_on_an_empty_keystore_is_not_initialized() {
 
 #[test]
 fn unknown_data_key_id_in_an_envelope() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let k = env.init(&m);
+    let (_env, m, k) = Env::initialised();
     let mut sealed = seal(&k, &ctx(), b"record");
     let real = envelope_key_id(&sealed);
     let unknown = real ^ 0x0102_0304_0506_0708;
@@ -110,9 +106,7 @@ fn unknown_data_key_id_in_an_envelope() {
 
 #[test]
 fn unknown_data_key_id_in_a_stream() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let k = env.init(&m);
+    let (_env, _m, k) = Env::initialised();
     let mut ct = seal_stream(&k, &no_ctx(), b"streamed data");
     let real = stream_key_id(&ct);
     let unknown = real.wrapping_add(1);

@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use kura_keys::{Error, Keyring, OpenReport};
-use rusqlite::params;
 
 #[test]
 fn wrong_master_key_is_refused() {
@@ -122,57 +121,12 @@ fn keyring_keeps_working_after_master_key_rotation() {
     assert_eq!(k2.active_data_key_id(), k.active_data_key_id());
 }
 
-/// The active KEK's id and wrapped blob, read directly from the database.
-fn kek_blob(env: &Env) -> (i64, Vec<u8>) {
-    env.sql()
-        .query_row(
-            "SELECT id, wrapped FROM keks WHERE state = 'active'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
-}
-
-fn set_kek_blob(env: &Env, id: i64, blob: &[u8]) {
-    let n = env
-        .sql()
-        .execute(
-            "UPDATE keks SET wrapped = ?1 WHERE id = ?2",
-            params![blob, id],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-}
-
-fn data_key_blob(env: &Env, id: u64) -> Vec<u8> {
-    env.sql()
-        .query_row(
-            "SELECT wrapped FROM data_keys WHERE id = ?1",
-            [id as i64],
-            |r| r.get(0),
-        )
-        .unwrap()
-}
-
-fn set_data_key_blob(env: &Env, id: u64, blob: &[u8]) {
-    let n = env
-        .sql()
-        .execute(
-            "UPDATE data_keys SET wrapped = ?1 WHERE id = ?2",
-            params![blob, id as i64],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-}
-
 #[test]
 fn tampered_kek_blob_is_refused() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let k = env.init(&m);
+    let (env, m, k) = Env::initialised();
     let sealed = seal(&k, &no_ctx(), b"guarded");
     drop(k);
-    let (id, blob) = kek_blob(&env);
+    let (id, blob) = env.kek_blob();
     // Header: magic, version, kind, W, W bytes of master key id, 8 bytes of KEK id; then
     // nonce, commitment, ciphertext and tag, all authenticated.
     let w = blob[5] as usize;
@@ -182,7 +136,7 @@ fn tampered_kek_blob_is_refused() {
     for i in 0..blob.len() {
         let mut bad = blob.clone();
         bad[i] ^= 0x01;
-        set_kek_blob(&env, id, &bad);
+        env.set_kek_blob(id, &bad);
         let r = env.try_open(&m, None);
         match r {
             Ok(_) => panic!("a KEK blob with byte {i} flipped was accepted"),
@@ -207,21 +161,19 @@ fn tampered_kek_blob_is_refused() {
     }
     // Truncated blobs are refused too.
     for len in [0, 3, 5, body, blob.len() - 1] {
-        set_kek_blob(&env, id, &blob[..len]);
+        env.set_kek_blob(id, &blob[..len]);
         assert!(env.try_open(&m, None).is_err(), "truncated to {len}");
     }
 
     // The original blob still works (the test altered only what it meant to).
-    set_kek_blob(&env, id, &blob);
+    env.set_kek_blob(id, &blob);
     let k = env.open(&m);
     assert_eq!(open(&k, &no_ctx(), &sealed).unwrap(), b"guarded");
 }
 
 #[test]
 fn tampered_data_key_blob_is_refused() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let k = env.init(&m);
+    let (env, m, k) = Env::initialised();
     let old_sealed = seal(&k, &no_ctx(), b"old");
     let old = k.active_data_key_id();
     let new = k.rotate_data_key().unwrap();
@@ -229,11 +181,11 @@ fn tampered_data_key_blob_is_refused() {
     drop(k);
 
     for target in [old, new] {
-        let blob = data_key_blob(&env, target);
+        let blob = env.data_key_blob(target);
         for i in 0..blob.len() {
             let mut bad = blob.clone();
             bad[i] ^= 0x80;
-            set_data_key_blob(&env, target, &bad);
+            env.set_data_key_blob(target, &bad);
             match env.try_open(&m, None) {
                 Ok(_) => panic!("data key {target}: blob with byte {i} flipped was accepted"),
                 Err(Error::Format(_)) => {}
@@ -241,26 +193,26 @@ fn tampered_data_key_blob_is_refused() {
             }
         }
         for len in [0, 4, 20, blob.len() - 16, blob.len() - 1] {
-            set_data_key_blob(&env, target, &blob[..len]);
+            env.set_data_key_blob(target, &blob[..len]);
             assert!(
                 matches!(env.try_open(&m, None), Err(Error::Format(_))),
                 "truncated to {len}"
             );
         }
-        set_data_key_blob(&env, target, &blob);
+        env.set_data_key_blob(target, &blob);
     }
 
     // Swapping the two blobs (each valid under the KEK) is detected: the blob names its key.
-    let (a, b) = (data_key_blob(&env, old), data_key_blob(&env, new));
-    set_data_key_blob(&env, old, &b);
-    set_data_key_blob(&env, new, &a);
+    let (a, b) = (env.data_key_blob(old), env.data_key_blob(new));
+    env.set_data_key_blob(old, &b);
+    env.set_data_key_blob(new, &a);
     let e = env.try_open(&m, None).err().unwrap();
     assert!(
         matches!(e, Error::Format(kura_format::Error::KeyMismatch { .. })),
         "{e:?}"
     );
-    set_data_key_blob(&env, old, &a);
-    set_data_key_blob(&env, new, &b);
+    env.set_data_key_blob(old, &a);
+    env.set_data_key_blob(new, &b);
 
     let k: Keyring = env.open(&m);
     assert_eq!(open(&k, &no_ctx(), &old_sealed).unwrap(), b"old");

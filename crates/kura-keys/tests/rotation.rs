@@ -6,8 +6,17 @@ mod common;
 
 use common::*;
 use kura_format::EncryptionContext;
-use kura_keys::{Error, Keyring};
+use kura_keys::{DataKeyStatus, Error, Keyring, Status};
 use kura_store::DataKeyState;
+
+/// The status of data key `id` in `st`.
+#[track_caller]
+fn data_key_status(st: &Status, id: u64) -> &DataKeyStatus {
+    st.data_keys
+        .iter()
+        .find(|d| d.id == id.to_string())
+        .unwrap()
+}
 
 /// Data sealed at one moment: a record without and one with an encryption context, and
 /// a stream.
@@ -193,9 +202,7 @@ fn every_rotation_in_turn_then_reopen() {
 
 #[test]
 fn data_key_rotation_states() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let k = env.init(&m);
+    let (env, m, k) = Env::initialised();
     let first = only_active(&k);
     let old_env = seal(&k, &ctx(), b"under the first key");
     let old_stream = seal_stream(&k, &no_ctx(), b"stream under the first key");
@@ -207,18 +214,10 @@ fn data_key_rotation_states() {
     assert_eq!(data_keys_in(&k, "decrypt-only"), vec![first]);
     let st = k.status();
     assert_eq!(st.data_keys.len(), 2);
-    let old = st
-        .data_keys
-        .iter()
-        .find(|d| d.id == first.to_string())
-        .unwrap();
+    let old = data_key_status(&st, first);
     assert_eq!(old.retired_at.as_deref(), Some("2023-11-14T23:13:20Z"));
     assert_eq!(old.activated_at.as_deref(), Some("2023-11-14T22:13:20Z"));
-    let new = st
-        .data_keys
-        .iter()
-        .find(|d| d.id == second.to_string())
-        .unwrap();
+    let new = data_key_status(&st, second);
     assert_eq!(new.activated_at.as_deref(), Some("2023-11-14T23:13:20Z"));
     assert_eq!(new.retired_at, None);
     assert_eq!(new.method, "aes256-ctr");
@@ -233,11 +232,7 @@ fn data_key_rotation_states() {
     // Destroying a decrypt-only key.
     k.destroy_data_key(first).unwrap();
     let st = k.status();
-    let d = st
-        .data_keys
-        .iter()
-        .find(|d| d.id == first.to_string())
-        .unwrap();
+    let d = data_key_status(&st, first);
     assert_eq!(d.state, "destroyed");
     assert!(d.destroyed_at.is_some());
     assert!(matches!(open(&k, &ctx(), &old_env), Err(Error::DataKeyDestroyed(id)) if id == first));
@@ -277,9 +272,7 @@ fn data_key_rotation_states() {
 
 #[test]
 fn kek_rotation_keeps_data_keys() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let k = env.init(&m);
+    let (env, m, k) = Env::initialised();
     k.rotate_data_key().unwrap();
     env.clock.advance(HOUR);
     k.rotate_data_key().unwrap();
@@ -362,9 +355,7 @@ fn automatic_rotation_by_age() {
 
 #[test]
 fn changing_the_method_rotates_on_next_seal() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let k = env.init(&m);
+    let (env, m, k) = Env::initialised();
     let id1 = k.active_data_key_id();
     let old = seal(&k, &no_ctx(), b"old");
     drop(k);
@@ -381,16 +372,8 @@ fn changing_the_method_rotates_on_next_seal() {
     assert_ne!(id1, id2);
     let st = k.status();
     assert_eq!(st.data_keys.len(), 2);
-    let d1 = st
-        .data_keys
-        .iter()
-        .find(|d| d.id == id1.to_string())
-        .unwrap();
-    let d2 = st
-        .data_keys
-        .iter()
-        .find(|d| d.id == id2.to_string())
-        .unwrap();
+    let d1 = data_key_status(&st, id1);
+    let d2 = data_key_status(&st, id2);
     assert_eq!(
         (d1.state, d1.method.as_str()),
         ("decrypt-only", "aes256-ctr")

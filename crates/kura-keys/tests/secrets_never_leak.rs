@@ -18,7 +18,6 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use common::*;
 use kura_keys::config::{self, Overrides};
 use kura_keys::{Error, Keyring, master_key};
-use rusqlite::params;
 use tracing_subscriber::fmt::MakeWriter;
 
 const SECRET: &str = "correct horse battery staple 7f3a9c";
@@ -292,50 +291,20 @@ fn nothing_rendered_contains_a_secret() {
     r.err("open empty", empty.try_open(&cur, None));
 
     // Altered KEK and data key blobs.
-    let sql = env.sql();
-    let (kek_id, kek_blob): (i64, Vec<u8>) = sql
-        .query_row(
-            "SELECT id, wrapped FROM keks WHERE state = 'active'",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
+    let (kek_id, kek_blob) = env.kek_blob();
     let mut bad = kek_blob.clone();
     let n = bad.len();
     bad[n - 20] ^= 4;
-    sql.execute(
-        "UPDATE keks SET wrapped = ?1 WHERE id = ?2",
-        params![bad, kek_id],
-    )
-    .unwrap();
+    env.set_kek_blob(kek_id, &bad);
     let e = r.err("altered KEK", env.try_open(&cur, None));
     assert!(matches!(e, Error::KekUnwrap { .. }));
-    sql.execute(
-        "UPDATE keks SET wrapped = ?1 WHERE id = ?2",
-        params![kek_blob, kek_id],
-    )
-    .unwrap();
-    let (dk_id, dk_blob): (i64, Vec<u8>) = sql
-        .query_row(
-            "SELECT id, wrapped FROM data_keys WHERE state = 'active'",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
+    env.set_kek_blob(kek_id, &kek_blob);
+    let (dk_id, dk_blob) = env.active_data_key_blob();
     let mut bad = dk_blob.clone();
     bad[n - 20] ^= 4;
-    sql.execute(
-        "UPDATE data_keys SET wrapped = ?1 WHERE id = ?2",
-        params![bad, dk_id],
-    )
-    .unwrap();
+    env.set_data_key_blob(dk_id, &bad);
     r.err("altered data key", env.try_open(&cur, None));
-    sql.execute(
-        "UPDATE data_keys SET wrapped = ?1 WHERE id = ?2",
-        params![dk_blob, dk_id],
-    )
-    .unwrap();
-    drop(sql);
+    env.set_data_key_blob(dk_id, &dk_blob);
     env.open(&cur);
 
     // Configuration: keys in the environment and in files, right and wrong.

@@ -13,9 +13,7 @@ use kura_store::{DataKeyState, KekState};
 
 #[test]
 fn keyring_b_reads_what_keyring_a_sealed_after_rotating() {
-    let env = Env::new();
-    let m = Master::generate("m");
-    let a = env.init(&m);
+    let (env, m, a) = Env::initialised();
     let b = env.open(&m);
     let id1 = a.active_data_key_id();
     assert_eq!(b.active_data_key_id(), id1);

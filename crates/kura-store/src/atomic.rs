@@ -32,6 +32,16 @@ impl AtomicFile {
     }
 
     fn create_in(dest: &Path, mode: u32, anonymous: bool) -> io::Result<Self> {
+        // Replacing is for regular files: renaming over /dev/null or a FIFO would destroy it.
+        if std::fs::metadata(dest).is_ok_and(|m| !m.is_file()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} exists and is not a regular file; it cannot be replaced atomically",
+                    dest.display()
+                ),
+            ));
+        }
         let dir = parent_of(dest);
         dest.file_name().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "the output path names no file")
@@ -148,7 +158,19 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+    #[test]
+    fn device_files_are_never_replaced() {
+        let e = AtomicFile::create(Path::new("/dev/null"), 0o600).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            std::fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    }
 
     #[test]
     fn commit_replaces_and_drop_cleans_up() {

@@ -26,6 +26,12 @@ pub enum Error {
         /// The generation now stored.
         found: u64,
     },
+    /// An object that must be new exists already.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What.
+        what: String,
+    },
     /// The schema is newer than this build understands.
     #[error(
         "the keystore at {location} has schema version {found}, newer than the {supported} this kura supports; upgrade kura"

@@ -21,11 +21,18 @@
 pub mod atomic;
 mod error;
 mod model;
+mod objects;
 mod sqlite;
 
 pub use error::Error;
 pub use model::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Snapshot};
+pub use objects::{Object, ObjectChange, ObjectStore};
 pub use sqlite::SqliteKeystore;
+
+/// A keystore that also holds the services' objects (what `kura server` needs).
+pub trait Store: Keystore + ObjectStore {}
+
+impl<T: Keystore + ObjectStore> Store for T {}
 
 /// A keystore: where wrapped keys live.
 ///

@@ -8,6 +8,7 @@
 //! one sees the first one's generation ([`Error::Conflict`]).
 
 mod changes;
+mod objects;
 mod schema;
 #[cfg(test)]
 mod tests;

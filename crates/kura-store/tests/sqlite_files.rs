@@ -3,72 +3,13 @@
 //! erasure of destroyed material, and concurrent writers on one file.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 
-use kura_store::{
-    Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore, Snapshot,
-    SqliteKeystore,
-};
-use tempfile::TempDir;
+mod common;
 
-const KEK_ID: u64 = 0x1234_5678_9abc_def0;
-const DATA_KEY_ID: u64 = 42;
-
-fn temp_path() -> (TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keystore.db");
-    (dir, path)
-}
-
-fn kek(id: u64, state: KekState, created_at: i64) -> KekRecord {
-    KekRecord {
-        id,
-        wrapped: format!("wrapped kek {id}").into_bytes(),
-        master_key_id: format!("master-{id}"),
-        state,
-        created_at,
-        retired_at: (state == KekState::Retired).then_some(created_at + 1),
-    }
-}
-
-fn data_key(id: u64, keyring: &str, state: DataKeyState, created_at: i64) -> DataKeyRecord {
-    DataKeyRecord {
-        id,
-        keyring: keyring.into(),
-        method: "aes256-ctr".into(),
-        wrapped: format!("wrapped data key {id}").into_bytes(),
-        kek_id: KEK_ID,
-        state,
-        created_at,
-        activated_at: (state == DataKeyState::Active).then_some(created_at),
-        retired_at: None,
-        destroyed_at: None,
-    }
-}
-
-/// A store initialised with one active KEK and one active data key in `default`.
-fn initialised() -> (TempDir, PathBuf, SqliteKeystore) {
-    let (dir, path) = temp_path();
-    let store = SqliteKeystore::open(&path).unwrap();
-    let generation = store
-        .initialize(&[
-            Change::InsertKek(kek(KEK_ID, KekState::Active, 1_000)),
-            Change::InsertDataKey(data_key(
-                DATA_KEY_ID,
-                "default",
-                DataKeyState::Active,
-                1_000,
-            )),
-        ])
-        .unwrap();
-    assert_eq!(generation, 1);
-    (dir, path, store)
-}
-
-fn snapshot(store: &SqliteKeystore) -> Snapshot {
-    store.snapshot().unwrap().expect("initialised")
-}
+use common::{DATA_KEY_ID, KEK_ID, data_key, initialised, kek, snapshot, temp_path};
+use kura_store::{Change, DataKeyRecord, DataKeyState, Error, KekState, Keystore, SqliteKeystore};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -195,7 +136,7 @@ fn schema_too_new_is_refused() {
             }) => {
                 assert_eq!(location, path.display().to_string());
                 assert_eq!(found, 99);
-                assert_eq!(supported, 1);
+                assert_eq!(supported, 2);
             }
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }

@@ -13,6 +13,10 @@
 //!   mode 0400).
 //! - [`Kura`]: runs a `kura` binary (path given by the caller, typically
 //!   `env!("CARGO_BIN_EXE_kura")`) with every kura environment variable removed.
+//! - [`free_port`]: a free TCP port on 127.0.0.1.
+//! - [`python`]: the real Python AWS clients (boto3, the AWS CLI v1, moto in server mode,
+//!   the AWS Encryption SDK) at pinned versions, in a virtualenv cached in the target
+//!   directory ([`python_env`]), and a [`MotoServer`] to compare kura against.
 //!
 //! Replaying a seed replays the delays and the generated data, not the scheduler: a crash
 //! test is a random search, and a seed narrows a failure down rather than reproducing it
@@ -20,9 +24,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod python;
+
+pub use python::{MotoServer, PythonEnv, python_env, with_aws_credentials};
+
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -347,6 +356,14 @@ pub fn dir_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// A TCP port that was free on 127.0.0.1 a moment ago (bound to port 0, then released).
+/// Another process may take it before the caller binds it: servers started on it should be
+/// retried on a new port if they fail to bind.
+pub fn free_port() -> io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
 /// A `kura` binary and the global options every run gets (say `--data-dir`), run with a
 /// clean environment: every variable in [`KURA_VARS`] removed.
 #[derive(Debug, Clone)]
@@ -476,6 +493,13 @@ mod tests {
         assert_eq!(atomic_tmp_pid(".out.x-0-456.tmp", "out"), None);
         assert_eq!(atomic_tmp_pid("out.123-0-456.tmp", "out"), None);
         assert_eq!(atomic_tmp_pid(".out.123-0-456-7.tmp", "out"), None);
+    }
+
+    #[test]
+    fn free_ports_are_loopback_ports_that_can_be_bound() {
+        let port = free_port().unwrap();
+        assert_ne!(port, 0);
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub enum Command {
     Decrypt(CryptArgs),
     /// Measure kura against the raw AES-256-GCM primitive in the same run.
     Bench(BenchArgs),
+    /// Serve the AWS KMS API (JSON 1.1, SigV4) for the AWS CLI, boto3 and the AWS SDKs.
+    Server(ServerArgs),
+    /// Manage the users (access keys) of the KMS server.
+    User(UserArgs),
 }
 
 /// `kura keygen`.
@@ -167,6 +171,53 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+}
+
+/// `kura server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8600")]
+    pub listen: std::net::SocketAddr,
+    /// AWS region this server answers for (it appears in ARNs; requests signed for
+    /// another region are refused).
+    #[arg(long, default_value = kura_server::DEFAULT_REGION)]
+    pub region: String,
+    /// 12-digit account id in ARNs.
+    #[arg(long, default_value = kura_server::DEFAULT_ACCOUNT)]
+    pub account_id: String,
+    /// Development mode: keystore, master key and a `dev` user under ./kura-dev (or
+    /// --data-dir), created or reused; loopback only.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+/// `kura user`.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: UserAction,
+    /// 12-digit account id in the users' ARNs.
+    #[arg(long, global = true, default_value = kura_server::DEFAULT_ACCOUNT)]
+    pub account_id: String,
+}
+
+/// User actions.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a user and print its access key id and secret (shown only this once).
+    Create {
+        /// The user name (letters, digits and +=,.@_-).
+        name: String,
+    },
+    /// List the users.
+    List,
+    /// Delete a user; requests signed with its key fail from then on.
+    Delete {
+        /// The user name.
+        name: String,
+    },
 }
 
 /// `kura bench`.

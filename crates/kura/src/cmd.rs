@@ -4,3 +4,4 @@ pub(crate) mod admin;
 pub(crate) mod bench;
 pub(crate) mod crypt;
 pub(crate) mod keygen;
+pub(crate) mod server;

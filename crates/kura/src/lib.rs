@@ -23,7 +23,12 @@ const EXIT_FAILURE: u8 = 1;
 /// Parses the command line, runs the command and returns the process exit status.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // A server reports what it does; one-shot commands speak only when something is wrong.
+    init_logging(if matches!(cli.command, Command::Server(_)) {
+        "info"
+    } else {
+        "warn"
+    });
     // Every kura process may hold key material: never let it reach a core file.
     if let Err(e) = kura_sys::disable_core_dumps() {
         tracing::warn!(error = %e, "could not disable core dumps of this process");
@@ -37,6 +42,8 @@ pub fn run() -> ExitCode {
         Command::Encrypt(a) => cmd::crypt::encrypt(&cli, a),
         Command::Decrypt(a) => cmd::crypt::decrypt(&cli, a),
         Command::Bench(a) => cmd::bench::run(&cli, a),
+        Command::Server(a) => cmd::server::run(&cli, a),
+        Command::User(a) => cmd::server::user(&cli, a),
     };
     if let Some(m) = kura_sys::take_mlock_refusal() {
         tracing::warn!("{m}");
@@ -61,9 +68,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

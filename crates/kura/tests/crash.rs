@@ -148,6 +148,15 @@ fn ids_and_states(v: &Value) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// The ids of the `active` entries of a list from [`ids_and_states`].
+fn active_ids(entries: &[(u64, String)]) -> Vec<u64> {
+    entries
+        .iter()
+        .filter(|(_, s)| s == "active")
+        .map(|(i, _)| *i)
+        .collect()
+}
+
 /// `kura status --output json` succeeds and shows one active KEK (the one named in
 /// `kek.id`), exactly one active data key and nothing destroyed; the data directory holds
 /// the database and its WAL files only.
@@ -163,22 +172,14 @@ fn keystore(s: &Sandbox, what: &str) -> Keystore {
     let kek = id(&v["kek"]["id"]);
     assert_eq!(v["kek"]["state"], "active", "{what}: {v}");
     let keks = ids_and_states(&v["keks"]);
-    let active_keks: Vec<u64> = keks
-        .iter()
-        .filter(|(_, s)| s == "active")
-        .map(|(i, _)| *i)
-        .collect();
+    let active_keks = active_ids(&keks);
     assert_eq!(active_keks, [kek], "{what}: active KEKs: {v}");
     assert!(
         keks.iter().all(|(_, s)| s == "active" || s == "retired"),
         "{what}: {v}"
     );
     let data_keys = ids_and_states(&v["data_keys"]);
-    let active: Vec<u64> = data_keys
-        .iter()
-        .filter(|(_, s)| s == "active")
-        .map(|(i, _)| *i)
-        .collect();
+    let active = active_ids(&data_keys);
     assert_eq!(active.len(), 1, "{what}: active data keys: {v}");
     assert!(
         data_keys

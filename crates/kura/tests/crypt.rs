@@ -230,10 +230,7 @@ fn decrypts_to(sb: &Sandbox, key: &Path, name: &str, plain: &[u8]) {
 
 #[test]
 fn data_survives_every_rotation() {
-    let sb = Sandbox::new();
-    let old = sb.keygen("old.key");
-    let new = sb.keygen("new.key");
-    sb.init(&old);
+    let (sb, old, new, _) = Sandbox::two_keys();
     let texts: Vec<Vec<u8>> = (0..5).map(|i| data(1000 + 70_000 * i, i as u64)).collect();
 
     encrypt_to(&sb, &old, &texts[0], "0.krs");
@@ -251,16 +248,7 @@ fn data_survives_every_rotation() {
     decrypts_to(&sb, &old, "1.krs", &texts[1]);
     encrypt_to(&sb, &old, &texts[2], "2.krs");
 
-    sb.kura(
-        &new,
-        &[
-            "--previous-master-key-file",
-            "old.key",
-            "rotate",
-            "master-key",
-        ],
-    )
-    .ok();
+    sb.rotate_master_key(&new, "old.key").ok();
     for (i, t) in texts.iter().enumerate().take(3) {
         decrypts_to(&sb, &new, &format!("{i}.krs"), t);
     }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -15,10 +16,16 @@ fn keystore(sb: &Sandbox, dir: &str) -> String {
     sb.join(dir).join("keystore.db").display().to_string()
 }
 
+/// Writes the configuration file `name` (mode 0644) holding `toml`, then runs
+/// `kura --config NAME init` with `key`.
+fn init_with_config(sb: &Sandbox, key: &Path, name: &str, toml: &[u8]) -> Run {
+    sb.write_file(name, toml, 0o644);
+    sb.kura(key, &["--config", name, "init"])
+}
+
 #[test]
 fn init_with_master_key_file_flag() {
-    let sb = Sandbox::new();
-    let key = sb.keygen("master.key");
+    let (sb, key) = Sandbox::with_key();
     let run = sb.kura(&key, &["init"]).ok();
     let out = run.stdout_str();
     assert!(out.starts_with("initialised the keystore at "), "{out}");
@@ -53,8 +60,7 @@ fn out_id(out: &str, label: &str) -> String {
 
 #[test]
 fn init_with_json_output() {
-    let sb = Sandbox::new();
-    let key = sb.keygen("master.key");
+    let (sb, key) = Sandbox::with_key();
     let j = sb.kura(&key, &["--output", "json", "init"]).ok().json();
     assert_eq!(j["generation"], 1);
     assert_eq!(j["kek"]["state"], "active");
@@ -64,8 +70,7 @@ fn init_with_json_output() {
 
 #[test]
 fn init_with_env_master_key_file_and_default_data_dir() {
-    let sb = Sandbox::new();
-    let key = sb.keygen("master.key");
+    let (sb, key) = Sandbox::with_key();
     sb.exec(
         sb.cmd()
             .env("KURA_MASTER_KEY_FILE", "master.key")
@@ -131,8 +136,7 @@ fn init_with_env_master_key_base64() {
 
 #[test]
 fn init_with_toml_config() {
-    let sb = Sandbox::new();
-    let key = sb.keygen("master.key");
+    let (sb, key) = Sandbox::with_key();
     let config = format!(
         "[storage]\ndata-dir = \"from-config\"\n\n\
          [security.encryption]\ndata-encryption-method = \"sm4-ctr\"\ndata-key-rotation-period = \"24h\"\n\n\
@@ -325,39 +329,36 @@ fn second_init_is_refused() {
 
 #[test]
 fn unknown_data_encryption_method() {
-    let sb = Sandbox::new();
-    let key = sb.keygen("master.key");
-    sb.write_file(
+    let (sb, key) = Sandbox::with_key();
+    init_with_config(
+        &sb,
+        &key,
         "bad.toml",
         b"[security.encryption]\ndata-encryption-method = \"rot13\"\n",
-        0o644,
-    );
-    sb.kura(&key, &["--config", "bad.toml", "init"])
-        .fails_with(&[
-            "invalid configuration",
-            "data-encryption-method \"rot13\" is unknown",
-            "aes256-ctr",
-        ]);
+    )
+    .fails_with(&[
+        "invalid configuration",
+        "data-encryption-method \"rot13\" is unknown",
+        "aes256-ctr",
+    ]);
     assert!(!sb.data_dir().exists());
 }
 
 #[test]
 fn unknown_config_key() {
-    let sb = Sandbox::new();
-    let key = sb.keygen("master.key");
-    sb.write_file(
+    let (sb, key) = Sandbox::with_key();
+    init_with_config(
+        &sb,
+        &key,
         "bad.toml",
         b"[security.encryption]\nmaster-kee = 1\n",
-        0o644,
-    );
-    sb.kura(&key, &["--config", "bad.toml", "init"])
-        .fails_with(&[
-            "invalid configuration",
-            "bad.toml",
-            "unknown field `master-kee`",
-        ]);
-    sb.write_file("bad2.toml", b"[storag]\ndata-dir = \"x\"\n", 0o644);
-    sb.kura(&key, &["--config", "bad2.toml", "init"])
+    )
+    .fails_with(&[
+        "invalid configuration",
+        "bad.toml",
+        "unknown field `master-kee`",
+    ]);
+    init_with_config(&sb, &key, "bad2.toml", b"[storag]\ndata-dir = \"x\"\n")
         .fails_with(&["invalid configuration", "unknown field `storag`"]);
     assert!(!sb.data_dir().exists());
     assert!(!sb.join("x").exists());
@@ -365,26 +366,24 @@ fn unknown_config_key() {
 
 #[test]
 fn other_configuration_errors_write_nothing() {
-    let sb = Sandbox::new();
-    let key = sb.keygen("master.key");
-    sb.write_file(
+    let (sb, key) = Sandbox::with_key();
+    init_with_config(
+        &sb,
+        &key,
         "period.toml",
         b"[security.encryption]\ndata-key-rotation-period = \"soon\"\n",
-        0o644,
-    );
-    sb.kura(&key, &["--config", "period.toml", "init"])
-        .fails_with(&["data-key-rotation-period \"soon\" is not a duration"]);
-    sb.write_file(
+    )
+    .fails_with(&["data-key-rotation-period \"soon\" is not a duration"]);
+    init_with_config(
+        &sb,
+        &key,
         "zero.toml",
         b"[security.encryption]\ndata-key-rotation-period = \"0s\"\n",
-        0o644,
-    );
-    sb.kura(&key, &["--config", "zero.toml", "init"])
-        .fails_with(&["must be longer than zero"]);
+    )
+    .fails_with(&["must be longer than zero"]);
     sb.kura(&key, &["--config", "missing.toml", "init"])
         .fails_with(&["cannot read the configuration file missing.toml"]);
-    sb.write_file("broken.toml", b"[security\n", 0o644);
-    sb.kura(&key, &["--config", "broken.toml", "init"])
+    init_with_config(&sb, &key, "broken.toml", b"[security\n")
         .fails_with(&["invalid configuration", "broken.toml"]);
 
     // Both environment variables for the master key.

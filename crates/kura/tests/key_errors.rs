@@ -225,8 +225,7 @@ fn wrong_master_key_after_init() {
 
 #[test]
 fn status_before_init() {
-    let sb = Sandbox::new();
-    let key = sb.keygen("master.key");
+    let (sb, key) = Sandbox::with_key();
     for args in [
         &["status"][..],
         &["rotate", "data-key"],

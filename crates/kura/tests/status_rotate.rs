@@ -148,32 +148,13 @@ fn rotate_kek_keeps_data_keys() {
     assert_eq!(data_keys(&last), data_keys(&before));
 }
 
-/// A keystore initialised with `old.key`, and a second key `new.key`.
-fn two_keys() -> (Sandbox, std::path::PathBuf, std::path::PathBuf, Value) {
-    let sb = Sandbox::new();
-    let old = sb.keygen("old.key");
-    let new = sb.keygen("new.key");
-    let st = sb.init(&old);
-    (sb, old, new, st)
-}
-
 #[test]
 fn rotate_master_key_with_previous_flag() {
-    let (sb, old, new, st0) = two_keys();
+    let (sb, old, new, st0) = Sandbox::two_keys();
     let old_id = st0["master_key"]["id"].as_str().unwrap().to_string();
     let kek = kek_id(&st0);
 
-    let run = sb
-        .kura(
-            &new,
-            &[
-                "--previous-master-key-file",
-                "old.key",
-                "rotate",
-                "master-key",
-            ],
-        )
-        .ok();
+    let run = sb.rotate_master_key(&new, "old.key").ok();
     let st1 = sb.status(&new);
     let new_id = st1["master_key"]["id"].as_str().unwrap().to_string();
     assert_ne!(new_id, old_id);
@@ -202,7 +183,7 @@ fn rotate_master_key_with_previous_flag() {
 
 #[test]
 fn rotate_master_key_with_previous_from_environment() {
-    let (sb, old, new, st0) = two_keys();
+    let (sb, old, new, st0) = Sandbox::two_keys();
     let j = sb
         .exec(
             sb.keyed(&new)
@@ -233,7 +214,7 @@ fn rotate_master_key_with_previous_from_environment() {
 
 #[test]
 fn any_command_with_a_previous_key_rewraps_and_says_so() {
-    let (sb, old, new, st0) = two_keys();
+    let (sb, old, new, st0) = Sandbox::two_keys();
     let text = sb
         .kura(&new, &["--previous-master-key-file", "old.key", "status"])
         .ok()
@@ -252,7 +233,7 @@ fn any_command_with_a_previous_key_rewraps_and_says_so() {
 
 #[test]
 fn rotate_master_key_without_previous_fails() {
-    let (sb, _old, new, st0) = two_keys();
+    let (sb, _old, new, st0) = Sandbox::two_keys();
     let kek = kek_id(&st0);
     sb.kura(&new, &["rotate", "master-key"]).fails_with(&[
         "wrong master key",
@@ -260,16 +241,7 @@ fn rotate_master_key_without_previous_fails() {
         "previous-master-key",
     ]);
     // A missing previous key file is reported as such.
-    sb.kura(
-        &new,
-        &[
-            "--previous-master-key-file",
-            "gone.key",
-            "rotate",
-            "master-key",
-        ],
-    )
-    .fails_with(&[
+    sb.rotate_master_key(&new, "gone.key").fails_with(&[
         "the previous master key",
         "Missing backing keystore:",
         "gone.key",

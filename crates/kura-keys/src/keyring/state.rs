@@ -136,15 +136,7 @@ impl Loader<'_> {
         snapshot: Snapshot,
         old: Option<&State>,
     ) -> Result<(State, Option<Rewrap>), Error> {
-        let rec = active_kek(&snapshot)?;
-        let (kek, rewrap) = match old.filter(|o| o.kek.id == rec.id && o.kek.wrapped == rec.wrapped)
-        {
-            Some(o) => (o.kek.clone(), None),
-            None => {
-                let (kek, rewrap) = self.unwrap_kek(rec)?;
-                (Arc::new(kek), rewrap)
-            }
-        };
+        let (kek, rewrap) = self.kek(&snapshot, old)?;
         let mut keys = KeyMap::default();
         let mut active = None;
         for r in &snapshot.data_keys {
@@ -202,6 +194,30 @@ impl Loader<'_> {
             },
             rewrap,
         ))
+    }
+
+    /// The active KEK of `snapshot`, reused from `old` when unchanged.
+    pub(crate) fn kek(
+        &self,
+        snapshot: &Snapshot,
+        old: Option<&State>,
+    ) -> Result<(Arc<Kek>, Option<Rewrap>), Error> {
+        let rec = active_kek(snapshot)?;
+        match old.filter(|o| o.kek.id == rec.id && o.kek.wrapped == rec.wrapped) {
+            Some(o) => Ok((o.kek.clone(), None)),
+            None => {
+                let (kek, rewrap) = self.unwrap_kek(rec)?;
+                Ok((Arc::new(kek), rewrap))
+            }
+        }
+    }
+
+    /// Whether `snapshot` has an active data key in this loader's keyring.
+    pub(crate) fn has_active_key(&self, snapshot: &Snapshot) -> bool {
+        snapshot
+            .data_keys
+            .iter()
+            .any(|r| r.state == DataKeyState::Active && r.keyring == self.settings.keyring)
     }
 
     /// Unwraps the KEK with the master key that wrapped it: the current one, or the

@@ -60,6 +60,15 @@ impl Env {
         }
     }
 
+    /// A new keystore initialised with a new master key `m` (rotation period [`LONG`]),
+    /// with the master key and the keyring.
+    pub(crate) fn initialised() -> (Self, Master, Keyring) {
+        let env = Self::new();
+        let m = Master::generate("m");
+        let k = env.init(&m);
+        (env, m, k)
+    }
+
     pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().join("keystore.db")
     }
@@ -114,6 +123,62 @@ impl Env {
     /// A raw SQLite connection on the keystore file, for tampering.
     pub(crate) fn sql(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.path()).unwrap()
+    }
+
+    /// The active KEK's id and wrapped blob, read directly from the database.
+    pub(crate) fn kek_blob(&self) -> (i64, Vec<u8>) {
+        self.active_blob("keks")
+    }
+
+    /// Replaces the wrapped blob of KEK `id` in the database.
+    pub(crate) fn set_kek_blob(&self, id: i64, blob: &[u8]) {
+        self.set_blob("keks", id, blob);
+    }
+
+    /// The active data key's id and wrapped blob, read directly from the database.
+    pub(crate) fn active_data_key_blob(&self) -> (u64, Vec<u8>) {
+        let (id, blob) = self.active_blob("data_keys");
+        (id as u64, blob)
+    }
+
+    /// The wrapped blob of data key `id`, read directly from the database.
+    pub(crate) fn data_key_blob(&self, id: u64) -> Vec<u8> {
+        self.sql()
+            .query_row(
+                "SELECT wrapped FROM data_keys WHERE id = ?1",
+                [id as i64],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// Replaces the wrapped blob of data key `id` in the database.
+    pub(crate) fn set_data_key_blob(&self, id: u64, blob: &[u8]) {
+        self.set_blob("data_keys", id as i64, blob);
+    }
+
+    /// The id and wrapped blob of the active row of `table` (a constant table name).
+    fn active_blob(&self, table: &str) -> (i64, Vec<u8>) {
+        self.sql()
+            .query_row(
+                &format!("SELECT id, wrapped FROM {table} WHERE state = 'active'"),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    /// Replaces the wrapped blob of row `id` of `table` (a constant table name), asserting
+    /// that the row exists.
+    fn set_blob(&self, table: &str, id: i64, blob: &[u8]) {
+        let n = self
+            .sql()
+            .execute(
+                &format!("UPDATE {table} SET wrapped = ?1 WHERE id = ?2"),
+                rusqlite::params![blob, id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }
 

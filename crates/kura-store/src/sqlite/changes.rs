@@ -6,7 +6,7 @@
 //! indexes are checked after each one, so a batch that replaces an active key must retire
 //! the old one before it adds or activates the new one.
 
-use rusqlite::{Connection, OptionalExtension, ffi, params};
+use rusqlite::{Connection, OptionalExtension, Params, ffi, params};
 
 use super::{db_error, from_db_id, to_db_id};
 use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord};
@@ -37,6 +37,31 @@ fn violation(e: &rusqlite::Error) -> Option<Violation> {
     })
 }
 
+/// The two tables a change updates.
+#[derive(Clone, Copy)]
+enum Kind {
+    Kek,
+    DataKey,
+}
+
+impl Kind {
+    /// The name of a row in error messages.
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Kek => "KEK",
+            Self::DataKey => "data key",
+        }
+    }
+
+    /// The table (a constant name).
+    fn table(self) -> &'static str {
+        match self {
+            Self::Kek => "keks",
+            Self::DataKey => "data_keys",
+        }
+    }
+}
+
 /// Applies `changes` in order on `conn`, which must be inside a write transaction.
 pub(crate) fn apply_all(
     conn: &Connection,
@@ -65,92 +90,97 @@ impl Applier<'_> {
                 id,
                 wrapped,
                 master_key_id,
-            } => {
-                let db_id = to_db_id(*id, "KEK")?;
-                let n = self
-                    .conn
-                    .execute(
-                        "UPDATE keks SET wrapped = ?1, master_key_id = ?2 WHERE id = ?3",
-                        params![wrapped, master_key_id, db_id],
-                    )
-                    .map_err(|e| self.db(e))?;
-                self.expect_one_kek(n, *id, "rewrap")
-            }
-            Change::RetireKek { id, at } => {
-                let db_id = to_db_id(*id, "KEK")?;
-                let n = self
-                    .conn
-                    .execute(
-                        "UPDATE keks SET state = 'retired', retired_at = ?1
-                         WHERE id = ?2 AND state = 'active'",
-                        params![at, db_id],
-                    )
-                    .map_err(|e| self.db(e))?;
-                self.expect_one_kek(n, *id, "retire")
-            }
+            } => self.update_one(
+                Kind::Kek,
+                *id,
+                "rewrap",
+                "UPDATE keks SET wrapped = ?1, master_key_id = ?2 WHERE id = ?3",
+                |db_id| Ok((wrapped, master_key_id, db_id)),
+                |_| None,
+            ),
+            Change::RetireKek { id, at } => self.update_one(
+                Kind::Kek,
+                *id,
+                "retire",
+                "UPDATE keks SET state = 'retired', retired_at = ?1
+                 WHERE id = ?2 AND state = 'active'",
+                |db_id| Ok((at, db_id)),
+                |_| None,
+            ),
             Change::InsertDataKey(key) => self.insert_data_key(key),
             Change::RewrapDataKey {
                 id,
                 wrapped,
                 kek_id,
-            } => {
-                let db_id = to_db_id(*id, "data key")?;
-                let db_kek_id = to_db_id(*kek_id, "KEK")?;
-                let n = self
-                    .conn
-                    .execute(
-                        "UPDATE data_keys SET wrapped = ?1, kek_id = ?2
-                         WHERE id = ?3 AND state <> 'destroyed'",
-                        params![wrapped, db_kek_id, db_id],
-                    )
-                    .map_err(|e| match violation(&e) {
-                        Some(Violation::ForeignKey) => Error::Invalid(format!(
+            } => self.update_one(
+                Kind::DataKey,
+                *id,
+                "rewrap",
+                "UPDATE data_keys SET wrapped = ?1, kek_id = ?2
+                 WHERE id = ?3 AND state <> 'destroyed'",
+                |db_id| Ok((wrapped, to_db_id(*kek_id, "KEK")?, db_id)),
+                |v| {
+                    matches!(v, Some(Violation::ForeignKey)).then(|| {
+                        Error::Invalid(format!(
                             "cannot rewrap data key {id}: there is no KEK with id {kek_id}"
-                        )),
-                        _ => self.db(e),
-                    })?;
-                self.expect_one_data_key(n, *id, "rewrap")
-            }
-            Change::RetireDataKey { id, at } => {
-                let db_id = to_db_id(*id, "data key")?;
-                let n = self
-                    .conn
-                    .execute(
-                        "UPDATE data_keys SET state = 'decrypt-only', retired_at = ?1
-                         WHERE id = ?2 AND state = 'active'",
-                        params![at, db_id],
-                    )
-                    .map_err(|e| self.db(e))?;
-                self.expect_one_data_key(n, *id, "retire")
-            }
-            Change::ActivateDataKey { id, at } => {
-                let db_id = to_db_id(*id, "data key")?;
-                let n = self
-                    .conn
-                    .execute(
-                        "UPDATE data_keys SET state = 'active', activated_at = ?1
-                         WHERE id = ?2 AND state = 'decrypt-only'",
-                        params![at, db_id],
-                    )
-                    .map_err(|e| match violation(&e) {
-                        Some(Violation::Unique) => self.second_active_data_key(*id, None),
-                        _ => self.db(e),
-                    })?;
-                self.expect_one_data_key(n, *id, "activate")
-            }
-            Change::DestroyDataKey { id, at } => {
-                let db_id = to_db_id(*id, "data key")?;
-                let n = self
-                    .conn
-                    .execute(
-                        "UPDATE data_keys SET state = 'destroyed', destroyed_at = ?1, wrapped = X''
-                         WHERE id = ?2 AND state <> 'destroyed'",
-                        params![at, db_id],
-                    )
-                    .map_err(|e| self.db(e))?;
-                self.expect_one_data_key(n, *id, "destroy")
-            }
+                        ))
+                    })
+                },
+            ),
+            Change::RetireDataKey { id, at } => self.update_one(
+                Kind::DataKey,
+                *id,
+                "retire",
+                "UPDATE data_keys SET state = 'decrypt-only', retired_at = ?1
+                 WHERE id = ?2 AND state = 'active'",
+                |db_id| Ok((at, db_id)),
+                |_| None,
+            ),
+            Change::ActivateDataKey { id, at } => self.update_one(
+                Kind::DataKey,
+                *id,
+                "activate",
+                "UPDATE data_keys SET state = 'active', activated_at = ?1
+                 WHERE id = ?2 AND state = 'decrypt-only'",
+                |db_id| Ok((at, db_id)),
+                |v| {
+                    matches!(v, Some(Violation::Unique))
+                        .then(|| self.second_active_data_key(*id, None))
+                },
+            ),
+            Change::DestroyDataKey { id, at } => self.update_one(
+                Kind::DataKey,
+                *id,
+                "destroy",
+                "UPDATE data_keys SET state = 'destroyed', destroyed_at = ?1, wrapped = X''
+                 WHERE id = ?2 AND state <> 'destroyed'",
+                |db_id| Ok((at, db_id)),
+                |_| None,
+            ),
         }
+    }
+
+    /// Runs `sql`, an update of the one `kind` row with id `id`, and checks that it touched
+    /// exactly that row. `params` makes the statement's parameters from the row's database
+    /// id (converted first, so an out-of-range `id` is reported before anything else);
+    /// `on_violation` may turn a failed statement's constraint violation into a clearer
+    /// error, and any other failure is a database error. `action` names the change in the
+    /// error for a missing row or one in the wrong state.
+    fn update_one<P: Params>(
+        &self,
+        kind: Kind,
+        id: u64,
+        action: &str,
+        sql: &str,
+        params: impl FnOnce(i64) -> Result<P, Error>,
+        on_violation: impl FnOnce(Option<Violation>) -> Option<Error>,
+    ) -> Result<(), Error> {
+        let db_id = to_db_id(id, kind.noun())?;
+        let n = self
+            .conn
+            .execute(sql, params(db_id)?)
+            .map_err(|e| on_violation(violation(&e)).unwrap_or_else(|| self.db(e)))?;
+        self.expect_one(kind, n, id, action)
     }
 
     fn insert_kek(&self, kek: &KekRecord) -> Result<(), Error> {
@@ -284,27 +314,17 @@ impl Applier<'_> {
             .transpose()
     }
 
-    /// Checks that an update of KEK `id` touched one row, explaining why not otherwise.
-    fn expect_one_kek(&self, rows: usize, id: u64, action: &str) -> Result<(), Error> {
+    /// Checks that an update of the `kind` row `id` touched one row, explaining why not
+    /// otherwise.
+    fn expect_one(&self, kind: Kind, rows: usize, id: u64, action: &str) -> Result<(), Error> {
         if rows == 1 {
             return Ok(());
         }
-        let state = self.state_of("keks", id)?;
+        let noun = kind.noun();
+        let state = self.state_of(kind.table(), id)?;
         Err(Error::Invalid(match state {
-            None => format!("cannot {action} KEK: there is no KEK with id {id}"),
-            Some(state) => format!("cannot {action} KEK {id}: it is {state}"),
-        }))
-    }
-
-    /// Checks that an update of data key `id` touched one row, explaining why not otherwise.
-    fn expect_one_data_key(&self, rows: usize, id: u64, action: &str) -> Result<(), Error> {
-        if rows == 1 {
-            return Ok(());
-        }
-        let state = self.state_of("data_keys", id)?;
-        Err(Error::Invalid(match state {
-            None => format!("cannot {action} data key: there is no data key with id {id}"),
-            Some(state) => format!("cannot {action} data key {id}: it is {state}"),
+            None => format!("cannot {action} {noun}: there is no {noun} with id {id}"),
+            Some(state) => format!("cannot {action} {noun} {id}: it is {state}"),
         }))
     }
 

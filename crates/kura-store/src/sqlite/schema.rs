@@ -56,8 +56,12 @@ CREATE TABLE meta (
 INSERT INTO meta (id, generation) VALUES (1, 0);
 ";
 
+/// Version 1 alone, to build old keystores in tests.
+#[cfg(test)]
+pub(crate) const V1_FOR_TESTS: &str = V1;
+
 /// The migrations, oldest first; entry `n` upgrades version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, super::objects::V2];
 
 /// The newest schema version this build knows.
 // The list is tiny; the cast cannot truncate.

@@ -117,7 +117,7 @@ fn connection_settings() {
 }
 
 #[test]
-fn schema_v1_objects_exist() {
+fn schema_objects_exist() {
     let (_dir, _path, store) = temp_store();
     let conn = store.lock();
     let mut stmt = conn
@@ -137,6 +137,7 @@ fn schema_v1_objects_exist() {
             "keks",
             "keks_one_active",
             "meta",
+            "objects",
         ]
     );
     let generation: i64 = conn

@@ -49,7 +49,20 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
 
 /// `kura init --dev`: a keystore and a master key file in one directory, made on first
 /// use and reused after, so that trying kura takes one command.
-fn init_dev(cli: &Cli) -> Result<()> {
+/// A development keystore: the directory, its generated master key file, the settings
+/// that name both, and whether the keystore was created just now. The default keyring is
+/// initialised on first use.
+pub(crate) struct DevKeystore {
+    pub(crate) dir: PathBuf,
+    pub(crate) key_path: PathBuf,
+    pub(crate) settings: kura_keys::config::Settings,
+    pub(crate) store: Arc<SqliteKeystore>,
+    pub(crate) fresh: bool,
+    pub(crate) keyring: Keyring,
+}
+
+/// Creates or reuses the development keystore in --data-dir or ./kura-dev.
+pub(crate) fn dev_keystore(cli: &Cli) -> Result<DevKeystore> {
     let dir = cli
         .data_dir
         .clone()
@@ -70,30 +83,36 @@ fn init_dev(cli: &Cli) -> Result<()> {
         output: cli.output,
         command: Command::Status,
     };
-    let s = env::settings(&dev)?;
-    let path = env::keystore_path(&s);
-    let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&path)?);
+    let settings = env::settings(&dev)?;
+    let store = Arc::new(SqliteKeystore::open(&env::keystore_path(&settings))?);
     // Only the generated key: a previous master key configured in the environment belongs
     // to some other keystore.
-    let master = env::master_key(&s)?;
+    let master = env::master_key(&settings)?;
     let fresh = store.generation()?.is_none();
-    let k = if fresh {
-        Keyring::init(
-            store,
-            master,
-            env::keyring_settings(&s),
-            Arc::new(SystemClock),
-        )?
+    let ks = env::keyring_settings(&settings);
+    let keyring = if fresh {
+        Keyring::init(store.clone(), master, ks, Arc::new(SystemClock))?
     } else {
-        Keyring::open(
-            store,
-            master,
-            None,
-            env::keyring_settings(&s),
-            Arc::new(SystemClock),
-        )?
-        .0
+        Keyring::open(store.clone(), master, None, ks, Arc::new(SystemClock))?.0
     };
+    Ok(DevKeystore {
+        dir,
+        key_path,
+        settings,
+        store,
+        fresh,
+        keyring,
+    })
+}
+
+fn init_dev(cli: &Cli) -> Result<()> {
+    let DevKeystore {
+        dir,
+        key_path,
+        fresh,
+        keyring: k,
+        ..
+    } = dev_keystore(cli)?;
     let st = k.status();
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let (d, kf) = (abs(&dir), abs(&key_path));

@@ -51,6 +51,17 @@ fn seekable(f: &File) -> bool {
 /// `work` gets the output file and whether it may use positioned writes.
 fn with_output(a: &CryptArgs, work: impl FnOnce(&File, bool) -> Result<u64>) -> Result<u64> {
     match &a.out {
+        // A device or a FIFO (`-o /dev/null`): write straight to it, there is nothing to
+        // replace atomically.
+        Some(p) if std::fs::metadata(p).is_ok_and(|m| !m.is_file()) => {
+            let out = File::options()
+                .write(true)
+                .open(p)
+                .with_context(|| format!("cannot open {}", p.display()))?;
+            let n = work(&out, false)?;
+            (&out).flush()?;
+            Ok(n)
+        }
         Some(p) => {
             let mut f = AtomicFile::create(p, 0o600)
                 .with_context(|| format!("cannot create {}", p.display()))?;

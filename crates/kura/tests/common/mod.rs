@@ -15,19 +15,9 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use kura_testkit::KURA_VARS;
 use serde_json::Value;
 use tempfile::TempDir;
-
-/// Every environment variable kura reads; each run starts with none of them set.
-pub(crate) const KURA_VARS: [&str; 7] = [
-    "KURA_MASTER_KEY_FILE",
-    "KURA_MASTER_KEY_ENV",
-    "KURA_PREVIOUS_MASTER_KEY_FILE",
-    "KURA_PREVIOUS_MASTER_KEY_ENV",
-    "KURA_DATA_DIR",
-    "KURA_CONFIG",
-    "KURA_LOG",
-];
 
 /// The master key of TiKV's encryption-at-rest documentation, as its key file holds it.
 pub(crate) const TIKV_KEY_FILE: &str =
@@ -198,7 +188,8 @@ impl Sandbox {
         self.secrets.borrow_mut().push(key.to_vec());
     }
 
-    /// `kura` with no kura variable inherited, run in the sandbox.
+    /// `kura` with no kura variable inherited (none of [`KURA_VARS`], the one list of every
+    /// variable kura reads), run in the sandbox.
     pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("kura").unwrap();
         for v in KURA_VARS {
@@ -294,12 +285,41 @@ impl Sandbox {
         self.kura(key, &["--output", "json", "status"]).ok().json()
     }
 
-    /// A sandbox with a key file `master.key` and an initialised keystore.
-    pub(crate) fn initialised() -> (Self, PathBuf) {
+    /// A sandbox with a key file `master.key` (made by `kura keygen`) and no keystore yet.
+    pub(crate) fn with_key() -> (Self, PathBuf) {
         let sb = Self::new();
         let key = sb.keygen("master.key");
+        (sb, key)
+    }
+
+    /// A sandbox with a key file `master.key` and an initialised keystore.
+    pub(crate) fn initialised() -> (Self, PathBuf) {
+        let (sb, key) = Self::with_key();
         sb.init(&key);
         (sb, key)
+    }
+
+    /// A sandbox with two key files, `old.key` and `new.key`, and a keystore initialised
+    /// with `old.key`; returns its `status --output json` too.
+    pub(crate) fn two_keys() -> (Self, PathBuf, PathBuf, Value) {
+        let sb = Self::new();
+        let old = sb.keygen("old.key");
+        let new = sb.keygen("new.key");
+        let st = sb.init(&old);
+        (sb, old, new, st)
+    }
+
+    /// `kura --previous-master-key-file PREVIOUS rotate master-key` with `key`.
+    pub(crate) fn rotate_master_key(&self, key: &Path, previous: &str) -> Run {
+        self.kura(
+            key,
+            &[
+                "--previous-master-key-file",
+                previous,
+                "rotate",
+                "master-key",
+            ],
+        )
     }
 
     /// Names in the sandbox directory, sorted.

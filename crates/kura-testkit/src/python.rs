@@ -1,0 +1,955 @@
+//! Python AWS clients for kura's tests: a virtualenv with boto3, the AWS CLI (v1), moto
+//! (server mode) and the AWS Encryption SDK, at the versions pinned in
+//! `crates/kura-testkit/python/requirements.txt`, and a [`MotoServer`] to run beside kura.
+//!
+//! # The cache
+//! [`python_env`] builds the virtualenv once, in the cargo target directory, as
+//! `kura-pyenv-<key>`, where the key hashes the requirements file, the interpreter (its
+//! version, path and machine) and the layout of this code: a change to any of them makes a
+//! new environment, and an unchanged one is reused by every later test run.
+//!
+//! A virtualenv cannot be moved once made (its scripts name their interpreter by absolute
+//! path), so it is built in a directory of its own, `kura-pyenv-<key>.build-<pid>-<nanos>`,
+//! which it never leaves, and published when complete by creating the symlink
+//! `kura-pyenv-<key>` to it. Creating a symlink is atomic and fails if the name exists, so
+//! when several test processes build at once the first to finish wins and the others remove
+//! their own build and use the winner's. The `ready` file, written last, holds the key.
+//! A lock file (`kura-pyenv-<key>.lock`, holding its owner's pid) makes the other processes
+//! wait instead of building in parallel; it is only an optimisation: a dead owner's lock is
+//! taken over, and after [`LOCK_WAIT`] a waiter builds anyway.
+//!
+//! Nothing is skipped: when Python, venv or pip fails, [`python_env`] returns an error that
+//! says what failed and how to fix it.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::free_port;
+
+/// The pinned requirements (`python/requirements.txt`), installed into the environment.
+pub const REQUIREMENTS: &str = include_str!("../python/requirements.txt");
+/// The environment variable naming the Python interpreter that makes the virtualenv
+/// (default `python3`, found on `PATH`).
+pub const PYTHON_VAR: &str = "KURA_TEST_PYTHON";
+/// How long a process waits for another one's build before building itself.
+pub const LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
+/// How long [`MotoServer::start`] waits for moto to answer.
+pub const MOTO_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Part of the cache key: change it when the way the environment is built changes.
+const LAYOUT: &str = "kura-pyenv layout 1";
+/// The modules that must import for an environment to be ready.
+const MODULES: &str = "boto3, botocore, moto, aws_encryption_sdk, cryptography";
+/// The entry points that must exist for an environment to be ready.
+const ENTRY_POINTS: [&str; 2] = ["aws", "moto_server"];
+/// Where the pins and their README live, for error messages.
+const PINS: &str = "crates/kura-testkit/python/requirements.txt";
+
+/// Variables of the AWS SDKs and CLI that [`PythonEnv::command`] always removes (with any
+/// other `AWS_*` variable set in this process).
+pub const AWS_VARS: [&str; 27] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_KMS",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_CA_BUNDLE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+];
+/// Proxy variables, removed in both spellings by [`PythonEnv::command`].
+const PROXY_VARS: [&str; 5] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "FTP_PROXY",
+];
+/// Python variables that would let the caller's setup leak into the environment.
+const PYTHON_VARS: [&str; 5] = [
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONUSERBASE",
+    "VIRTUAL_ENV",
+];
+/// pip variables that would send an install outside the virtualenv.
+const PIP_VARS: [&str; 4] = ["PIP_USER", "PIP_TARGET", "PIP_PREFIX", "PIP_ROOT"];
+
+/// A virtualenv with the pinned Python clients; see [`python_env`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonEnv {
+    root: PathBuf,
+}
+
+impl PythonEnv {
+    /// The virtualenv's directory (the build directory the published symlink points to).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The virtualenv's `bin` directory.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+
+    /// The program `name` in the virtualenv's `bin` directory (whether it exists or not).
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin_dir().join(name)
+    }
+
+    /// The virtualenv's Python interpreter.
+    pub fn python(&self) -> PathBuf {
+        self.bin("python")
+    }
+
+    /// The AWS CLI (v1) entry point, `aws`.
+    pub fn aws_cli(&self) -> PathBuf {
+        self.bin("aws")
+    }
+
+    /// moto's server entry point, `moto_server`.
+    pub fn moto_server(&self) -> PathBuf {
+        self.bin("moto_server")
+    }
+
+    /// A command for `program` (a path, or a name looked up first in the virtualenv's
+    /// `bin`, then on `PATH`) with a clean environment for AWS clients:
+    /// - every `AWS_*` variable removed, then `AWS_CONFIG_FILE` and
+    ///   `AWS_SHARED_CREDENTIALS_FILE` set to `/dev/null` and `AWS_EC2_METADATA_DISABLED`
+    ///   to `true`, so that no profile, file or instance metadata is ever read;
+    /// - every proxy variable removed (both spellings), so loopback traffic goes direct;
+    /// - `PYTHONPATH`, `PYTHONHOME` and the like removed, `PYTHONNOUSERSITE=1`,
+    ///   `VIRTUAL_ENV` set, and the virtualenv's `bin` first on `PATH`.
+    ///
+    /// Set credentials and a region with [`with_aws_credentials`].
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let program = program.as_ref();
+        let in_venv = self.bin_dir().join(program);
+        let resolved = if !program.as_encoded_bytes().contains(&b'/') && in_venv.is_file() {
+            in_venv.into_os_string()
+        } else {
+            program.to_owned()
+        };
+        let mut c = Command::new(resolved);
+        for (k, _) in std::env::vars_os() {
+            let name = k.to_string_lossy();
+            if name.starts_with("AWS_") || name.to_ascii_uppercase().ends_with("_PROXY") {
+                c.env_remove(&k);
+            }
+        }
+        for v in AWS_VARS.iter().chain(&PYTHON_VARS).chain(&PIP_VARS) {
+            c.env_remove(v);
+        }
+        for v in PROXY_VARS {
+            c.env_remove(v);
+            c.env_remove(v.to_ascii_lowercase());
+        }
+        c.env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("PYTHONNOUSERSITE", "1")
+            .env("VIRTUAL_ENV", &self.root)
+            .env("PATH", self.path_var());
+        c
+    }
+
+    /// `PATH` with the virtualenv's `bin` first.
+    fn path_var(&self) -> OsString {
+        let mut dirs = vec![self.bin_dir()];
+        if let Some(p) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&p));
+        }
+        // Joining fails only on a directory name holding ':', which PATH could not have.
+        std::env::join_paths(dirs).unwrap_or_else(|_| self.bin_dir().into_os_string())
+    }
+}
+
+/// Sets `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION` and `AWS_REGION`
+/// on `cmd` (a [`PythonEnv::command`]). moto takes any credentials (`testing` is usual).
+pub fn with_aws_credentials<'a>(
+    cmd: &'a mut Command,
+    access_key_id: &str,
+    secret_access_key: &str,
+    region: &str,
+) -> &'a mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret_access_key)
+        .env("AWS_DEFAULT_REGION", region)
+        .env("AWS_REGION", region)
+}
+
+/// The virtualenv with the pinned Python clients, created on first use and then cached (in
+/// this process, and on disk for every later process: see the [module docs](self)).
+///
+/// The first call in a fresh target directory runs `python3 -m venv` and `pip install`
+/// (network access to the package index, a minute or so); later ones take milliseconds.
+/// Errors say what failed and how to fix it; callers should fail on them, not skip.
+pub fn python_env() -> io::Result<PythonEnv> {
+    static CACHE: Mutex<Option<PythonEnv>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(env) = cache.as_ref() {
+        return Ok(env.clone());
+    }
+    let env = find_or_build()?;
+    *cache = Some(env.clone());
+    Ok(env)
+}
+
+fn find_or_build() -> io::Result<PythonEnv> {
+    let python = std::env::var_os(PYTHON_VAR).unwrap_or_else(|| OsString::from("python3"));
+    let identity = python_identity(&python)?;
+    let key = format!("{:016x}", fnv1a64(&[LAYOUT, REQUIREMENTS, &identity]));
+    let target = target_dir()?;
+    fs::create_dir_all(&target).map_err(|e| context(e, "creating", &target))?;
+    let link = target.join(format!("kura-pyenv-{key}"));
+    let lock_path = target.join(format!("kura-pyenv-{key}.lock"));
+
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut announced = false;
+    let _lock = loop {
+        if let Some(env) = ready_env(&link, &key)? {
+            return Ok(env);
+        }
+        match BuildLock::try_acquire(&lock_path)? {
+            TryLock::Acquired(lock) => break Some(lock),
+            TryLock::Stale => continue,
+            TryLock::Held(_) if Instant::now() >= deadline => {
+                eprintln!(
+                    "kura-testkit: waited {}s for {}; building anyway",
+                    LOCK_WAIT.as_secs(),
+                    lock_path.display()
+                );
+                break None;
+            }
+            TryLock::Held(owner) => {
+                if !announced {
+                    eprintln!(
+                        "kura-testkit: waiting for process {owner} to finish building {}",
+                        link.display()
+                    );
+                    announced = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    // The owner of the lock may have finished between the check and the acquisition.
+    if let Some(env) = ready_env(&link, &key)? {
+        return Ok(env);
+    }
+    remove_unready(&link)?;
+    remove_dead_builds(&target, &key);
+    build(&python, &target, &key, &link)
+}
+
+/// What `python` is: version, executable and machine, one a line (part of the cache key).
+fn python_identity(python: &OsStr) -> io::Result<String> {
+    const SCRIPT: &str = "import sys, platform\n\
+        if sys.version_info < (3, 9): sys.exit('Python 3.9 or newer is needed, this is ' + sys.version)\n\
+        print(sys.version); print(sys.executable); print(platform.machine())";
+    let shown = python.to_string_lossy();
+    let fix = format!(
+        "Fix: install CPython 3.9 or newer with the venv module (Debian/Ubuntu: \
+         apt-get install python3 python3-venv), or set {PYTHON_VAR} to such an interpreter."
+    );
+    let mut cmd = Command::new(python);
+    clean_python_env(&mut cmd);
+    let out = cmd
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "kura-testkit: could not run the Python interpreter `{shown}` \
+                     (for the Python client tests): {e}.\n{fix}"
+                ),
+            )
+        })?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "kura-testkit: `{shown}` failed ({}) when asked its version: {}\n{fix}",
+            out.status,
+            tail(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The environment at `link` if it is complete (its `ready` file holds `key`).
+fn ready_env(link: &Path, key: &str) -> io::Result<Option<PythonEnv>> {
+    match fs::read_to_string(link.join("ready")) {
+        Ok(s) if s.trim() == key => {
+            let root = fs::canonicalize(link).map_err(|e| context(e, "resolving", link))?;
+            Ok(Some(PythonEnv { root }))
+        }
+        Ok(_) => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(context(e, "reading", &link.join("ready"))),
+    }
+}
+
+/// Removes whatever is at `link` (a dangling symlink, or one to an incomplete build).
+fn remove_unready(link: &Path) -> io::Result<()> {
+    let res = match fs::symlink_metadata(link) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(link),
+        Ok(_) => fs::remove_file(link),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    match res {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(context(e, "removing", link)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the build directories for `key` left by processes that died building them.
+/// Best effort, and only where `/proc` tells which processes are alive.
+fn remove_dead_builds(target: &Path, key: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!("kura-pyenv-{key}.build-");
+    let Ok(entries) = fs::read_dir(target) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !pid_alive(pid) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Builds the environment in a fresh directory beside `link`, then publishes it there.
+fn build(python: &OsStr, target: &Path, key: &str, link: &Path) -> io::Result<PythonEnv> {
+    let name = format!(
+        "kura-pyenv-{key}.build-{}-{}",
+        std::process::id(),
+        now_nanos()
+    );
+    let dir = target.join(&name);
+    let packages = REQUIREMENTS.lines().filter(|l| l.contains("==")).count();
+    eprintln!(
+        "kura-testkit: creating the Python test environment {} ({packages} pinned packages \
+         from {PINS}; pip needs a minute or so, once)",
+        link.display()
+    );
+    let start = Instant::now();
+    let result = populate(python, &dir, key).and_then(|()| publish(&name, &dir, link, key));
+    match result {
+        Ok(env) => {
+            eprintln!(
+                "kura-testkit: Python test environment ready in {:.1}s",
+                start.elapsed().as_secs_f64()
+            );
+            Ok(env)
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// `python -m venv dir`, `pip install -r requirements.txt`, checks, then the `ready` file.
+fn populate(python: &OsStr, dir: &Path, key: &str) -> io::Result<()> {
+    let shown = python.to_string_lossy();
+    let mut venv = Command::new(python);
+    clean_python_env(&mut venv);
+    venv.arg("-m").arg("venv").arg(dir);
+    let out = run(&mut venv, &format!("{shown} -m venv {}", dir.display()))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "kura-testkit: `{shown} -m venv {}` failed ({}): {}\n\
+             Fix: install Python's venv module and ensurepip (Debian/Ubuntu: apt-get install \
+             python3-venv), or set {PYTHON_VAR} to an interpreter that has them.",
+            dir.display(),
+            out.status,
+            tail(&out.stderr)
+        )));
+    }
+
+    let requirements = dir.join("requirements.txt");
+    fs::write(&requirements, REQUIREMENTS).map_err(|e| context(e, "writing", &requirements))?;
+    let venv_python = dir.join("bin").join("python");
+    let mut pip = Command::new(&venv_python);
+    clean_python_env(&mut pip);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "--no-input",
+        "-r",
+    ])
+    .arg(&requirements)
+    .env("PIP_NO_INPUT", "1");
+    let shown_pip = format!(
+        "{} -m pip install -r {}",
+        venv_python.display(),
+        requirements.display()
+    );
+    let out = run(&mut pip, &shown_pip)?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "kura-testkit: installing the pinned Python test clients failed ({}): \
+             `{shown_pip}`\n{}\n\
+             Fix: this needs network access to the Python package index (PyPI, or the index \
+             in pip's configuration: `pip config list`, PIP_INDEX_URL). If a pinned version \
+             can no longer be had, refresh the pins in {PINS} \
+             (crates/kura-testkit/python/README.md says how).",
+            out.status,
+            tail_both(&out)
+        )));
+    }
+
+    let mut check = Command::new(&venv_python);
+    clean_python_env(&mut check);
+    check.args(["-c", &format!("import {MODULES}")]);
+    let out = run(&mut check, "the import check")?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "kura-testkit: pip installed {PINS}, but `import {MODULES}` then failed in {} ({}): \
+             {}\nFix: the pins are inconsistent; refresh them (crates/kura-testkit/python/\
+             README.md says how).",
+            dir.display(),
+            out.status,
+            tail(&out.stderr)
+        )));
+    }
+    for ep in ENTRY_POINTS {
+        let p = dir.join("bin").join(ep);
+        if !p.is_file() {
+            return Err(io::Error::other(format!(
+                "kura-testkit: pip installed {PINS}, but {} is missing.\nFix: the pins must \
+                 include awscli and moto[server]; refresh them (crates/kura-testkit/python/\
+                 README.md says how).",
+                p.display()
+            )));
+        }
+    }
+    let ready = dir.join("ready");
+    let mut f = File::create(&ready).map_err(|e| context(e, "creating", &ready))?;
+    f.write_all(format!("{key}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| context(e, "writing", &ready))
+}
+
+/// Publishes the complete build `dir` (named `name`, beside `link`) by creating `link`, a
+/// symlink to it; if another process published first, removes `dir` and uses theirs.
+fn publish(name: &str, dir: &Path, link: &Path, key: &str) -> io::Result<PythonEnv> {
+    for _ in 0..2 {
+        match std::os::unix::fs::symlink(name, link) {
+            Ok(()) => {
+                return ready_env(link, key)?.ok_or_else(|| {
+                    io::Error::other(format!(
+                        "kura-testkit: {} was published but is not ready",
+                        link.display()
+                    ))
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if let Some(env) = ready_env(link, key)? {
+                    let _ = fs::remove_dir_all(dir);
+                    return Ok(env);
+                }
+                remove_unready(link)?;
+            }
+            Err(e) => return Err(context(e, "creating the symlink", link)),
+        }
+    }
+    Err(io::Error::other(format!(
+        "kura-testkit: could not publish {} as {}: something else keeps creating it",
+        dir.display(),
+        link.display()
+    )))
+}
+
+/// Runs `cmd` (stdin from `/dev/null`) and collects its output.
+fn run(cmd: &mut Command, shown: &str) -> io::Result<Output> {
+    cmd.stdin(Stdio::null()).output().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("kura-testkit: could not run `{shown}`: {e}"),
+        )
+    })
+}
+
+/// Removes the variables that would make Python or pip look outside the virtualenv.
+fn clean_python_env(cmd: &mut Command) {
+    for v in PYTHON_VARS.iter().chain(&PIP_VARS) {
+        cmd.env_remove(v);
+    }
+    cmd.env("PYTHONNOUSERSITE", "1");
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR` if absolute, else the ancestor of the
+/// running executable that holds cargo's `CACHEDIR.TAG` (or is named `target`), else the
+/// `target` directory of the workspace this crate was built in.
+pub fn target_dir() -> io::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from)
+        && d.is_absolute()
+    {
+        return Ok(d);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dirs = exe.ancestors().skip(1);
+        if let Some(d) = dirs.find(|d| d.join("CACHEDIR.TAG").is_file()) {
+            return Ok(d.to_path_buf());
+        }
+        if let Some(d) = exe
+            .ancestors()
+            .skip(1)
+            .find(|d| d.file_name() == Some(OsStr::new("target")))
+        {
+            return Ok(d.to_path_buf());
+        }
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .map(|root| root.join("target"))
+        .ok_or_else(|| {
+            io::Error::other(
+                "kura-testkit: cannot find the cargo target directory; set CARGO_TARGET_DIR \
+                 to an absolute path",
+            )
+        })
+}
+
+/// The lock that keeps concurrent test processes from building the same environment.
+#[derive(Debug)]
+struct BuildLock {
+    path: PathBuf,
+}
+
+enum TryLock {
+    Acquired(BuildLock),
+    /// Held by a live process (its pid, or 0 while its file is being written).
+    Held(u32),
+    /// Was held by a dead process, and has been removed: try again.
+    Stale,
+}
+
+impl BuildLock {
+    fn try_acquire(path: &Path) -> io::Result<TryLock> {
+        match OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(mut f) => {
+                f.write_all(format!("{}\n", std::process::id()).as_bytes())
+                    .map_err(|e| context(e, "writing", path))?;
+                Ok(TryLock::Acquired(Self {
+                    path: path.to_path_buf(),
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let owner = fs::read_to_string(path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u32>().ok());
+                let age = fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or_default();
+                let alive = match owner {
+                    // Only this thread builds in this process: our own pid is a leftover.
+                    Some(pid) if pid == std::process::id() => false,
+                    Some(pid) if Path::new("/proc/self").exists() => pid_alive(pid),
+                    Some(_) => age < LOCK_WAIT,
+                    // Created but not yet written, unless that was long ago.
+                    None => age < Duration::from_secs(10),
+                };
+                if alive {
+                    return Ok(TryLock::Held(owner.unwrap_or(0)));
+                }
+                match fs::remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        Err(context(e, "removing the stale lock", path))
+                    }
+                    _ => Ok(TryLock::Stale),
+                }
+            }
+            Err(e) => Err(context(e, "creating", path)),
+        }
+    }
+}
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        let ours = fs::read_to_string(&self.path)
+            .is_ok_and(|s| s.trim().parse::<u32>().ok() == Some(std::process::id()));
+        if ours {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether a process `pid` exists (Linux: `/proc/<pid>`).
+fn pid_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// A moto server (`moto_server -H 127.0.0.1 -p <port>`) from a [`PythonEnv`], on
+/// loopback only; killed (SIGKILL, by its handle) and reaped on drop.
+#[derive(Debug)]
+pub struct MotoServer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl MotoServer {
+    /// Starts moto on a free loopback port and waits (at most [`MOTO_START_TIMEOUT`]) until
+    /// `GET /moto-api/` answers 200. A server that exits at once (another process took the
+    /// port in between) is retried on a new port, twice.
+    pub fn start(env: &PythonEnv) -> io::Result<Self> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(env) {
+                Ok(s) => return Ok(s),
+                Err((e, true)) if attempt < 3 => eprintln!("kura-testkit: {e}; retrying"),
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Starts moto once; the error's flag says whether it is worth a retry.
+    fn try_start(env: &PythonEnv) -> Result<Self, (io::Error, bool)> {
+        let port = free_port().map_err(|e| (e, false))?;
+        let log = std::env::temp_dir().join(format!(
+            "kura-moto-{}-{}-{port}.log",
+            std::process::id(),
+            now_nanos()
+        ));
+        let out = File::create(&log).map_err(|e| (context(e, "creating", &log), false))?;
+        let err = out.try_clone().map_err(|e| (e, false))?;
+        let program = env.moto_server();
+        let child = env
+            .command(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| {
+                let _ = fs::remove_file(&log);
+                let msg = format!("kura-testkit: could not start {}: {e}", program.display());
+                (io::Error::new(e.kind(), msg), false)
+            })?;
+        // From here on, dropping `server` kills the child and removes the log.
+        let mut server = Self { child, port, log };
+        let deadline = Instant::now() + MOTO_START_TIMEOUT;
+        loop {
+            match server.child.try_wait() {
+                Ok(Some(status)) => {
+                    let msg = format!(
+                        "kura-testkit: moto_server on 127.0.0.1:{port} exited ({status}) before \
+                         answering; its output:\n{}",
+                        server.output()
+                    );
+                    return Err((io::Error::other(msg), true));
+                }
+                Ok(None) => {}
+                Err(e) => return Err((e, false)),
+            }
+            if http_get_ok(port, "/moto-api/") {
+                return Ok(server);
+            }
+            if Instant::now() >= deadline {
+                let msg = format!(
+                    "kura-testkit: moto_server on 127.0.0.1:{port} did not answer GET /moto-api/ \
+                     within {}s; its output:\n{}",
+                    MOTO_START_TIMEOUT.as_secs(),
+                    server.output()
+                );
+                return Err((io::Error::new(io::ErrorKind::TimedOut, msg), false));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The endpoint URL, `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port moto listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server has printed so far (the end of it).
+    pub fn output(&self) -> String {
+        fs::read(&self.log).map_or_else(|e| format!("({e})"), |b| tail(&b))
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        // Our own child, not yet reaped: its pid cannot have been reused.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.log);
+    }
+}
+
+/// Whether `GET path` on 127.0.0.1:`port` answers with status 200.
+fn http_get_ok(port: u16, path: &str) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let timeout = Some(Duration::from_secs(2));
+    if s.set_read_timeout(timeout).is_err() || s.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 1024 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut words = line.split_whitespace();
+    words.next().is_some_and(|v| v.starts_with("HTTP/1.")) && words.next() == Some("200")
+}
+
+/// FNV-1a (64 bits) of `parts`, each followed by a 0xff byte (never in UTF-8) so that the
+/// boundaries count. A cache key, not a security measure.
+fn fnv1a64(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The last 4000 bytes of `bytes`, as text.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(4000);
+    let text = String::from_utf8_lossy(bytes.get(start..).unwrap_or_default());
+    let text = text.trim();
+    if text.is_empty() {
+        "(no output)".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The ends of a command's stdout and stderr.
+fn tail_both(out: &Output) -> String {
+    let (o, e) = (tail(&out.stdout), tail(&out.stderr));
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        e
+    } else {
+        format!("{o}\n{e}")
+    }
+}
+
+fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("kura-testkit: {what} {}: {e}", path.display()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn requirements_pin_every_client_exactly() {
+        for pkg in [
+            "boto3==",
+            "botocore==",
+            "awscli==",
+            "moto[server]==",
+            "aws-encryption-sdk==",
+            "cryptography==",
+        ] {
+            assert!(
+                REQUIREMENTS.lines().any(|l| l.starts_with(pkg)),
+                "{pkg} not pinned"
+            );
+        }
+        for l in REQUIREMENTS.lines() {
+            let l = l.trim();
+            assert!(
+                l.is_empty() || l.starts_with('#') || l.contains("=="),
+                "unpinned: {l}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_hash_separates_parts() {
+        assert_ne!(fnv1a64(&["ab", "c"]), fnv1a64(&["a", "bc"]));
+        assert_eq!(fnv1a64(&["x"]), fnv1a64(&["x"]));
+    }
+
+    #[test]
+    fn commands_have_a_clean_aws_environment() {
+        let env = PythonEnv {
+            root: PathBuf::from("/nonexistent/venv"),
+        };
+        let c = env.command("aws");
+        // Not in the (nonexistent) venv: left to PATH.
+        assert_eq!(c.get_program(), "aws");
+        let envs: Vec<(String, Option<String>)> = c
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        let get = |name: &str| envs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        for v in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+        ] {
+            assert_eq!(get(v), Some(None), "{v} not removed");
+        }
+        for v in ["HTTP_PROXY", "https_proxy", "NO_PROXY", "PYTHONPATH"] {
+            assert_eq!(get(v), Some(None), "{v} not removed");
+        }
+        assert_eq!(get("AWS_CONFIG_FILE"), Some(Some("/dev/null".into())));
+        assert_eq!(
+            get("AWS_SHARED_CREDENTIALS_FILE"),
+            Some(Some("/dev/null".into()))
+        );
+        assert_eq!(get("AWS_EC2_METADATA_DISABLED"), Some(Some("true".into())));
+        let path = get("PATH").flatten().unwrap();
+        assert!(path.starts_with("/nonexistent/venv/bin"), "{path}");
+
+        let mut c = env.command("/bin/true");
+        with_aws_credentials(&mut c, "testing", "secret", "us-east-1");
+        assert_eq!(c.get_program(), "/bin/true");
+        assert!(
+            c.get_envs()
+                .any(|(k, v)| k == "AWS_DEFAULT_REGION" && v == Some(OsStr::new("us-east-1")))
+        );
+    }
+
+    #[test]
+    fn target_dir_is_found() {
+        let d = target_dir().unwrap();
+        assert!(d.is_absolute());
+        let exe = std::env::current_exe().unwrap();
+        assert!(
+            std::env::var_os("CARGO_TARGET_DIR").is_some() || exe.starts_with(&d),
+            "{} not under {}",
+            exe.display(),
+            d.display()
+        );
+    }
+
+    #[test]
+    fn locks_exclude_and_stale_ones_are_taken_over() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.lock");
+        let TryLock::Acquired(lock) = BuildLock::try_acquire(&p).unwrap() else {
+            panic!("not acquired");
+        };
+        // Held by this process: a leftover as far as this process is concerned.
+        assert!(matches!(
+            BuildLock::try_acquire(&p).unwrap(),
+            TryLock::Stale
+        ));
+        assert!(!p.exists());
+        drop(lock);
+        // A live other process (pid 1) holds it.
+        fs::write(&p, "1\n").unwrap();
+        assert!(matches!(
+            BuildLock::try_acquire(&p).unwrap(),
+            TryLock::Held(1)
+        ));
+        // A dead one (beyond pid_max) does not.
+        fs::write(&p, "4294967295\n").unwrap();
+        assert!(matches!(
+            BuildLock::try_acquire(&p).unwrap(),
+            TryLock::Stale
+        ));
+        let TryLock::Acquired(lock) = BuildLock::try_acquire(&p).unwrap() else {
+            panic!("not acquired");
+        };
+        drop(lock);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn http_probe_fails_on_a_closed_port() {
+        let port = free_port().unwrap();
+        assert!(!http_get_ok(port, "/"));
+    }
+}

@@ -1,0 +1,228 @@
+//! `kura server` and `kura user`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kura_keys::clock::SystemClock;
+use kura_keys::{Keyring, KeyringSettings};
+use kura_server::{Identity, KMS_KEYRING, Kms};
+use kura_store::{SqliteKeystore, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{Cli, ServerArgs, UserAction, UserArgs};
+use crate::cmd::admin::dev_keystore;
+use crate::env;
+use crate::output::emit;
+
+/// The KMS on the configured keystore (which must be initialised).
+fn open_kms(cli: &Cli, id: Identity) -> Result<Kms> {
+    let s = env::settings(cli)?;
+    let store = Arc::new(SqliteKeystore::open_existing(&env::keystore_path(&s))?);
+    let (master, previous) = env::master_keys(&s)?;
+    kms_on(store, master, previous, &s, id)
+}
+
+fn kms_on(
+    store: Arc<SqliteKeystore>,
+    master: env::SharedMasterKey,
+    previous: Option<env::SharedMasterKey>,
+    s: &kura_keys::config::Settings,
+    id: Identity,
+) -> Result<Kms> {
+    let settings = KeyringSettings {
+        keyring: KMS_KEYRING.to_string(),
+        ..env::keyring_settings(s)
+    };
+    let clock = Arc::new(SystemClock);
+    let (keyring, _) = Keyring::open(store.clone(), master, previous, settings, clock.clone())?;
+    let store: Arc<dyn Store> = store;
+    Ok(Kms::new(store, keyring, id, clock))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Credentials {
+    #[serde(rename = "AccessKeyId")]
+    access_key_id: String,
+    #[serde(rename = "SecretAccessKey")]
+    secret_access_key: String,
+}
+
+fn export_lines(c: &Credentials, region: Option<&str>) -> String {
+    let mut s = format!(
+        "export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}",
+        c.access_key_id, c.secret_access_key
+    );
+    if let Some(r) = region {
+        s.push_str(&format!(" AWS_REGION={r}"));
+    }
+    s
+}
+
+pub(crate) fn user(cli: &Cli, a: &UserArgs) -> Result<()> {
+    let kms = open_kms(
+        cli,
+        Identity {
+            region: kura_server::DEFAULT_REGION.into(),
+            account: a.account_id.clone(),
+        },
+    )?;
+    match &a.action {
+        UserAction::Create { name } => {
+            let c = kms.create_user(name)?;
+            let out = Credentials {
+                access_key_id: c.user.access_key_id.clone(),
+                secret_access_key: c.secret_access_key.to_string(),
+            };
+            emit(cli, &out, || {
+                format!(
+                    "{}\n# user {} ({}); the secret is shown only now",
+                    export_lines(&out, None).replace(" AWS_SECRET", "\nexport AWS_SECRET"),
+                    c.user.name,
+                    c.user.arn
+                )
+            })
+        }
+        UserAction::List => {
+            let users = kms.list_users()?;
+            emit(cli, &users, || {
+                users
+                    .iter()
+                    .map(|u| format!("{}\t{}\t{}", u.name, u.access_key_id, u.arn))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        UserAction::Delete { name } => {
+            kms.delete_user(name)?;
+            let msg = format!("user {name} deleted");
+            emit(cli, &serde_json::json!({ "deleted": name }), || msg.clone())
+        }
+    }
+}
+
+/// The dev user's credentials, kept (mode 0600) beside the dev keystore so that every
+/// `kura server --dev` prints the same ones.
+fn dev_credentials(kms: &Kms, dir: &Path) -> Result<Credentials> {
+    let path = dir.join("dev-credentials.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let c: Credentials = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is damaged; delete it and the dev user is made again",
+                path.display()
+            )
+        })?;
+        if kms
+            .list_users()?
+            .iter()
+            .any(|u| u.access_key_id == c.access_key_id)
+        {
+            return Ok(c);
+        }
+    }
+    if kms.list_users()?.iter().any(|u| u.name == "dev") {
+        kms.delete_user("dev")?;
+    }
+    let n = kms.create_user("dev")?;
+    let c = Credentials {
+        access_key_id: n.user.access_key_id.clone(),
+        secret_access_key: n.secret_access_key.to_string(),
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(serde_json::to_string_pretty(&c)?.as_bytes())?;
+    f.sync_all()?;
+    Ok(c)
+}
+
+pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
+    let id = Identity {
+        region: a.region.clone(),
+        account: a.account_id.clone(),
+    };
+    if a.account_id.len() != 12 || !a.account_id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("--account-id must be 12 digits, not '{}'", a.account_id);
+    }
+    let (kms, dev) = if a.dev {
+        if !a.listen.ip().is_loopback() {
+            bail!(
+                "--dev listens on loopback only (127.0.0.1 or ::1), not {}: dev mode keeps its master key beside the data",
+                a.listen
+            );
+        }
+        let d = dev_keystore(cli)?;
+        let master = env::master_key(&d.settings)?;
+        let kms = kms_on(d.store.clone(), master, None, &d.settings, id.clone())?;
+        let creds = dev_credentials(&kms, &d.dir)?;
+        (kms, Some((d.dir, creds)))
+    } else {
+        (open_kms(cli, id.clone())?, None)
+    };
+    let kms = Arc::new(kms);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        let local = listener.local_addr()?;
+        let endpoint = format!("http://{local}");
+        tracing::info!(%endpoint, region = %id.region, "kura KMS server listening");
+        let mut banner = format!("kura KMS listening on {endpoint} (region {}, account {})\n", id.region, id.account);
+        if let Some((dir, creds)) = &dev {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+            banner.push_str(&format!(
+                "development mode: keystore and master key in {}\n\n{}\naws --endpoint-url {endpoint} kms create-key\n",
+                dir.display(),
+                export_lines(creds, Some(&id.region)),
+            ));
+        }
+        print!("{banner}");
+        std::io::stdout().flush()?;
+        let sweeper = {
+            let kms = kms.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    let k = kms.clone();
+                    match tokio::task::spawn_blocking(move || k.sweep_deletions()).await {
+                        Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "keys past their deletion date removed"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "deletion sweep failed"),
+                        _ => {}
+                    }
+                }
+            })
+        };
+        kura_server::http::serve(kms, listener, shutdown_signal()).await?;
+        sweeper.abort();
+        tracing::info!("kura KMS server stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
