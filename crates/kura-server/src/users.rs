@@ -175,6 +175,8 @@ impl Kms {
 
     /// The user and secret of access key `akid`.
     fn lookup(&self, akid: &str) -> KmsResult<Option<(String, Secret)>> {
+        // A user deleted by another process must stop working within a second.
+        self.refresh()?;
         if let Some((u, s)) = self
             .users
             .0
