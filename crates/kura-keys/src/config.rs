@@ -234,7 +234,7 @@ pub fn resolve(
         .data_dir
         .clone()
         .or_else(|| nonempty(ENV_DATA_DIR).map(PathBuf::from))
-        .or(cfg.storage.data_dir)
+        .or(cfg.storage.data_dir.filter(|d| !d.as_os_str().is_empty()))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let method = match enc.data_encryption_method {
         Some(m) => Method::parse(&m)?,
@@ -272,12 +272,12 @@ pub fn resolve(
 /// A TOML error message with its quoted string values hidden: a master key pasted where a
 /// table belongs (`master-key = "<base64>"`) must not be echoed into a terminal or a log.
 fn redact_strings(message: &str) -> String {
-    let quoted = message
-        .split('"')
-        .enumerate()
-        .map(|(i, part)| if i % 2 == 0 { part } else { "…" })
-        .collect::<Vec<_>>()
-        .join("\"");
+    // Everything from the first to the last double quote: a value holding quotes itself
+    // (a TOML literal string) cannot leak its tail.
+    let quoted = match (message.find('"'), message.rfind('"')) {
+        (Some(a), Some(b)) if a < b => format!("{}\"…\"{}", &message[..a], &message[b + 1..]),
+        _ => message.to_string(),
+    };
     // serde names a bad enum value in backticks (`type = "<key>"`); field names, also in
     // backticks, are kept because they say what to fix.
     const VARIANT: &str = "unknown variant `";
@@ -417,6 +417,17 @@ variable = "OLD_KEY"
     #[test]
     fn pasted_keys_are_not_echoed() {
         let secret = "c2VjcmV0LWtleS1tYXRlcmlhbC1zZWNyZXQta2V5LW1hdGVyaWFs";
+        let quoted = "AAAA\"BBBBBBBBBBBBsecret";
+        let e = resolve(
+            Some((
+                Path::new("k.toml"),
+                &format!("[security.encryption]\nmaster-key = '{quoted}'\n"),
+            )),
+            &env_of(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("BBBBBBBBBBBBsecret"), "{e}");
         for text in [
             format!("[security.encryption]\nmaster-key = \"{secret}\"\n"),
             format!("[security.encryption.master-key]\ntype = \"{secret}\"\n"),
@@ -429,6 +440,17 @@ variable = "OLD_KEY"
             .unwrap_err();
             assert!(!e.to_string().contains(secret), "{e}");
         }
+    }
+
+    #[test]
+    fn an_empty_data_dir_in_the_file_means_the_default() {
+        let s = resolve(
+            Some((Path::new("k.toml"), "[storage]\ndata-dir = \"\"\n")),
+            &env_of(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     }
 
     #[test]
