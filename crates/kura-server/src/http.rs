@@ -57,6 +57,42 @@ pub async fn serve(
         .await
 }
 
+/// Serves over TLS (rustls with aws-lc-rs; PEM certificate chain and private key) until
+/// `shutdown` resolves; requests in flight then get up to 30 s to finish.
+pub async fn serve_tls(
+    kms: Arc<Kms>,
+    listener: std::net::TcpListener,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // One process-wide provider, whatever other crates enabled.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot load the TLS certificate {} and key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ),
+            )
+        })?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    listener.set_nonblocking(true)?;
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(router(kms).into_make_service())
+        .await
+}
+
 fn respond(status: u16, body: String, error_type: Option<&str>) -> Response {
     let mut r = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

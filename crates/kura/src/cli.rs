@@ -186,6 +186,12 @@ pub struct ServerArgs {
     /// 12-digit account id in ARNs.
     #[arg(long, default_value = kura_server::DEFAULT_ACCOUNT)]
     pub account_id: String,
+    /// TLS certificate chain (PEM); with --tls-key, the server speaks HTTPS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Development mode: keystore, master key and a `dev` user under ./kura-dev (or
     /// --data-dir), created or reused; loopback only.
     #[arg(long)]

@@ -171,11 +171,10 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(a.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        let listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on {}", a.listen))?;
         let local = listener.local_addr()?;
-        let endpoint = format!("http://{local}");
+        let scheme = if a.tls_cert.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{local}");
         tracing::info!(%endpoint, region = %id.region, "kura KMS server listening");
         let mut banner = format!("kura KMS listening on {endpoint} (region {}, account {})\n", id.region, id.account);
         if let Some((dir, creds)) = &dev {
@@ -203,7 +202,14 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
                 }
             })
         };
-        kura_server::http::serve(kms, listener, shutdown_signal()).await?;
+        match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => kura_server::http::serve_tls(kms, listener, cert, key, shutdown_signal()).await?,
+            _ => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                kura_server::http::serve(kms, listener, shutdown_signal()).await?
+            }
+        }
         sweeper.abort();
         tracing::info!("kura KMS server stopped");
         Ok(())

@@ -50,11 +50,17 @@ impl Server {
 
     /// Starts `kura server --dev` on `data_dir` (created or reused).
     pub(crate) fn start_in(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts `kura server --dev` on `data_dir` with `extra` arguments.
+    pub(crate) fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         let port = free_port().unwrap();
         let mut child = kura(data_dir)
             .args(["server", "--dev", "--data-dir"])
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -62,6 +68,7 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let (mut akid, mut secret) = (String::new(), String::new());
+        let mut endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "server did not print its banner");
@@ -71,6 +78,9 @@ impl Server {
                     child.wait()
                 );
             };
+            if let Some(rest) = line.strip_prefix("kura KMS listening on ") {
+                endpoint = rest.split_whitespace().next().unwrap().to_string();
+            }
             for word in line.split_whitespace() {
                 if let Some(v) = word.strip_prefix("AWS_ACCESS_KEY_ID=") {
                     akid = v.to_string();
@@ -91,7 +101,7 @@ impl Server {
         );
         Self {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             access_key_id: akid,
             secret,
             data_dir: data_dir.to_path_buf(),
