@@ -57,12 +57,15 @@ fn algorithm(r: &Req, member: &str) -> KmsResult<()> {
 }
 
 /// Seals `plaintext` under the current material of `k` (checks done by the caller).
-fn seal(
+pub(crate) fn seal(
     kms: &Kms,
     k: &CachedKey,
     ctx: &BTreeMap<String, String>,
     plaintext: &[u8],
 ) -> KmsResult<Vec<u8>> {
+    // A key whose automatic rotation date has passed rotates before it seals.
+    let rotated = crate::rotation::rotate_if_due(kms, k)?;
+    let k = rotated.as_deref().unwrap_or(k);
     let mid = k.doc.current_material.as_deref().ok_or_else(|| {
         KmsError::new(
             Kind::InvalidState,
@@ -71,6 +74,19 @@ fn seal(
     })?;
     let x = kms.symmetric(k, mid)?;
     blob::seal(&x, &k.doc.id, mid, &context(ctx), plaintext)
+}
+
+/// Checks usage, state and policy for sealing under the request's key.
+pub(crate) fn check_encryption_key(
+    kms: &Kms,
+    caller: &Caller,
+    k: &CachedKey,
+    action: &str,
+    ctx: &BTreeMap<String, String>,
+) -> KmsResult<()> {
+    encryption_key(kms, k)?;
+    usable(kms, k)?;
+    kms.authorize(caller, action, k, ctx)
 }
 
 /// Checks usage, state and policy for sealing under the request's key, then seals.
@@ -82,17 +98,18 @@ fn encrypt_for(
     ctx: &BTreeMap<String, String>,
     plaintext: &[u8],
 ) -> KmsResult<Vec<u8>> {
-    encryption_key(kms, k)?;
-    usable(kms, k)?;
-    kms.authorize(caller, action, k, ctx)?;
+    check_encryption_key(kms, caller, k, action, ctx)?;
     seal(kms, k, ctx, plaintext)
 }
 
 pub(crate) fn encrypt(kms: &Kms, caller: &Caller, r: &Req) -> KmsResult<Value> {
     let plaintext = Zeroizing::new(r.req_blob("Plaintext", 1, MAX_PLAINTEXT)?);
     let ctx = r.string_map("EncryptionContext")?;
-    algorithm(r, "EncryptionAlgorithm")?;
     let k = key_of(kms, r, true)?;
+    if crate::asymmetric::is_asymmetric(&k.doc) {
+        return crate::asymmetric::encrypt(kms, caller, r, &k, &plaintext, &ctx);
+    }
+    algorithm(r, "EncryptionAlgorithm")?;
     let blob = encrypt_for(kms, caller, &k, "kms:Encrypt", &ctx, &plaintext)?;
     Ok(json!({
         "CiphertextBlob": b64(&blob),
@@ -153,8 +170,11 @@ fn expected_key(kms: &Kms, r: &Req, member: &str) -> KmsResult<Option<String>> {
 pub(crate) fn decrypt(kms: &Kms, caller: &Caller, r: &Req) -> KmsResult<Value> {
     let blob_bytes = r.req_blob("CiphertextBlob", 1, MAX_CIPHERTEXT)?;
     let ctx = r.string_map("EncryptionContext")?;
-    algorithm(r, "EncryptionAlgorithm")?;
     let expected = expected_key(kms, r, "KeyId")?;
+    if let Some(k) = crate::asymmetric::decrypt_key(kms, r, expected.as_deref())? {
+        return crate::asymmetric::decrypt(kms, caller, r, &k, &blob_bytes, &ctx);
+    }
+    algorithm(r, "EncryptionAlgorithm")?;
     let (id, pt) = open(
         kms,
         caller,

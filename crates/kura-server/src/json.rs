@@ -133,6 +133,24 @@ impl Req {
         }
     }
 
+    /// An optional timestamp member: Unix seconds, which the SDKs send as an integer or,
+    /// with a fraction, as a float (the fraction is dropped).
+    pub(crate) fn timestamp(&self, member: &str) -> KmsResult<Option<i64>> {
+        match self.get(member) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.is_finite() && f.abs() < 1e15)
+                        .map(|f| f.floor() as i64)
+                })
+                .map(Some)
+                .ok_or_else(|| wrong_type(member, "a timestamp")),
+            Some(_) => Err(wrong_type(member, "a timestamp")),
+        }
+    }
+
     /// An optional boolean member.
     pub(crate) fn bool(&self, member: &str) -> KmsResult<Option<bool>> {
         match self.get(member) {

@@ -1,5 +1,6 @@
 //! Key management: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, EnableKey,
-//! DisableKey, ScheduleKeyDeletion, CancelKeyDeletion, tags, key policies, rotation.
+//! DisableKey, ScheduleKeyDeletion, CancelKeyDeletion, tags, key policies (rotation is in
+//! `rotation.rs`).
 
 use serde_json::{Value, json};
 
@@ -170,17 +171,17 @@ pub(crate) fn create(kms: &Kms, r: &Req) -> KmsResult<Value> {
             &format!("be valid for KeySpec {spec}"),
         ));
     }
+    // Symmetric and HMAC material is random bytes of this length; asymmetric material is
+    // a private key (PKCS#8 DER).
     let material_len = match spec {
-        "SYMMETRIC_DEFAULT" => 32,
-        "HMAC_224" => 28,
-        "HMAC_256" => 32,
-        "HMAC_384" => 48,
-        "HMAC_512" => 64,
+        "SYMMETRIC_DEFAULT" => Some(32),
+        "HMAC_224" => Some(28),
+        "HMAC_256" => Some(32),
+        "HMAC_384" => Some(48),
+        "HMAC_512" => Some(64),
         other => {
-            return Err(KmsError::new(
-                Kind::UnsupportedOperation,
-                format!("KeySpec {other} is not supported by this kura server yet"),
-            ));
+            crate::asymmetric::check_create(other, usage)?;
+            None
         }
     };
     match origin {
@@ -223,7 +224,10 @@ pub(crate) fn create(kms: &Kms, r: &Req) -> KmsResult<Value> {
     };
     merge_tags(&mut doc, tags)?;
     let material = if origin == "AWS_KMS" {
-        let bytes = kura_crypto::SecretBytes::generate(material_len).map_err(KmsError::internal)?;
+        let bytes = match material_len {
+            Some(n) => kura_crypto::SecretBytes::generate(n).map_err(KmsError::internal)?,
+            None => crate::asymmetric::generate_material(spec)?,
+        };
         let (mid, sealed) = kms.new_material(&id, bytes.expose_secret())?;
         doc.materials.push(MaterialMeta {
             id: mid.clone(),

@@ -16,16 +16,19 @@
 #![forbid(unsafe_code)]
 
 mod aliases;
+mod asymmetric;
 mod blob;
 mod crypto;
 pub mod error;
 pub mod http;
+mod import;
 mod json;
 mod keys;
 mod metrics;
 mod model;
 mod ops;
 pub(crate) mod policy;
+mod rotation;
 mod service;
 pub mod sigv4;
 mod users;

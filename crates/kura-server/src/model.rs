@@ -141,7 +141,7 @@ pub(crate) fn signing_algorithms(spec: &str) -> Vec<&'static str> {
             "RSASSA_PKCS1_V1_5_SHA_384",
             "RSASSA_PKCS1_V1_5_SHA_512",
         ],
-        "ECC_NIST_P256" => vec!["ECDSA_SHA_256"],
+        "ECC_NIST_P256" | "ECC_SECG_P256K1" => vec!["ECDSA_SHA_256"],
         "ECC_NIST_P384" => vec!["ECDSA_SHA_384"],
         "ECC_NIST_P521" => vec!["ECDSA_SHA_512"],
         _ => Vec::new(),

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use crate::error::{Kind, KmsError, KmsResult};
 use crate::json::Req;
-use crate::policy::{Access, Decision, Policy};
+use crate::policy::{Access, Decision};
 use crate::service::{CachedKey, Kms};
-use crate::{aliases, crypto, keys};
+use crate::{aliases, asymmetric, crypto, import, keys, rotation};
 
 /// Who is calling, once SigV4 has verified the request.
 #[derive(Debug, Clone)]
@@ -26,26 +26,39 @@ pub const OPERATIONS: &[&str] = &[
     "CreateKey",
     "Decrypt",
     "DeleteAlias",
+    "DeleteImportedKeyMaterial",
     "DescribeKey",
     "DisableKey",
+    "DisableKeyRotation",
     "EnableKey",
+    "EnableKeyRotation",
     "Encrypt",
     "GenerateDataKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
     "GenerateDataKeyWithoutPlaintext",
     "GenerateMac",
     "GenerateRandom",
     "GetKeyPolicy",
+    "GetKeyRotationStatus",
+    "GetParametersForImport",
+    "GetPublicKey",
+    "ImportKeyMaterial",
     "ListAliases",
     "ListKeyPolicies",
+    "ListKeyRotations",
     "ListKeys",
     "ListResourceTags",
     "PutKeyPolicy",
     "ReEncrypt",
+    "RotateKeyOnDemand",
     "ScheduleKeyDeletion",
+    "Sign",
     "TagResource",
     "UntagResource",
     "UpdateAlias",
     "UpdateKeyDescription",
+    "Verify",
     "VerifyMac",
 ];
 
@@ -60,7 +73,7 @@ impl Kms {
         ctx: &BTreeMap<String, String>,
     ) -> KmsResult<()> {
         let arn = self.key_arn(&k.doc.id);
-        let policy = Policy::parse(&k.doc.policy)?;
+        let policy = k.policy()?;
         let decision = policy.evaluate(&Access {
             principal: &caller.arn,
             account: &self.id.account,
@@ -132,6 +145,28 @@ impl Kms {
                     _ => keys::list_policies(self, &r),
                 }
             }
+            "GetParametersForImport" | "ImportKeyMaterial" | "DeleteImportedKeyMaterial" => {
+                on_key(&action, false)?;
+                match operation {
+                    "GetParametersForImport" => import::get_parameters(self, &r),
+                    "ImportKeyMaterial" => import::import(self, &r),
+                    _ => import::delete(self, &r),
+                }
+            }
+            "EnableKeyRotation"
+            | "DisableKeyRotation"
+            | "GetKeyRotationStatus"
+            | "RotateKeyOnDemand"
+            | "ListKeyRotations" => {
+                on_key(&action, false)?;
+                match operation {
+                    "EnableKeyRotation" => rotation::enable(self, &r),
+                    "DisableKeyRotation" => rotation::disable(self, &r),
+                    "GetKeyRotationStatus" => rotation::status(self, &r),
+                    "RotateKeyOnDemand" => rotation::rotate_on_demand(self, &r),
+                    _ => rotation::list(self, &r),
+                }
+            }
             "CreateAlias" | "UpdateAlias" | "DeleteAlias" => {
                 if let Some(t) = r.opt_str("TargetKeyId", 1, 2048)? {
                     let k = self.key(&self.resolve(t, false)?)?;
@@ -152,6 +187,15 @@ impl Kms {
             }
             "GenerateMac" => crypto::generate_mac(self, caller, &r),
             "VerifyMac" => crypto::verify_mac(self, caller, &r),
+            "GetPublicKey" => asymmetric::get_public_key(self, caller, &r),
+            "Sign" => asymmetric::sign(self, caller, &r),
+            "Verify" => asymmetric::verify(self, caller, &r),
+            "GenerateDataKeyPair" => {
+                asymmetric::generate_data_key_pair_with_plaintext(self, caller, &r)
+            }
+            "GenerateDataKeyPairWithoutPlaintext" => {
+                asymmetric::generate_data_key_pair_without_plaintext(self, caller, &r)
+            }
             other => Err(KmsError::new(
                 Kind::UnsupportedOperation,
                 format!("{other} is not supported by this kura server"),

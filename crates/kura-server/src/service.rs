@@ -30,6 +30,18 @@ pub(crate) struct CachedKey {
     pub(crate) version: u64,
     pub(crate) doc: KeyDoc,
     material: RwLock<HashMap<String, Arc<XaesCommitting>>>,
+    policy: std::sync::OnceLock<crate::policy::Policy>,
+}
+
+impl CachedKey {
+    /// The key policy, parsed once per cached version of the key.
+    pub(crate) fn policy(&self) -> KmsResult<&crate::policy::Policy> {
+        if let Some(p) = self.policy.get() {
+            return Ok(p);
+        }
+        let parsed = crate::policy::Policy::parse(&self.doc.policy)?;
+        Ok(self.policy.get_or_init(|| parsed))
+    }
 }
 
 /// Where the service runs (for ARNs).
@@ -157,7 +169,8 @@ impl Kms {
     }
 
     /// The key `id`, from the cache or the keystore. A key whose deletion date has passed
-    /// is deleted here and reported missing.
+    /// is deleted here and reported missing; imported material whose `ValidTo` has passed
+    /// is deleted here (the key becomes PendingImport).
     pub(crate) fn key(&self, id: &str) -> KmsResult<Arc<CachedKey>> {
         self.refresh()?;
         let cached = self.keys.read().unwrap_or_else(lock_err).get(id).cloned();
@@ -177,6 +190,15 @@ impl Kms {
             self.delete_now(&key.doc)?;
             return Err(self.not_found_key(id));
         }
+        if crate::import::material_expired(&key.doc, self.now()) {
+            crate::import::expire(self, key.version, &key.doc)?;
+            self.forget(id);
+            let o = self
+                .store
+                .get(KIND_KEY, id)?
+                .ok_or_else(|| self.not_found_key(id))?;
+            return self.cache(o);
+        }
         Ok(key)
     }
 
@@ -186,6 +208,7 @@ impl Kms {
             version: o.version,
             doc,
             material: RwLock::new(HashMap::new()),
+            policy: std::sync::OnceLock::new(),
         });
         self.keys
             .write()
@@ -289,7 +312,9 @@ impl Kms {
         Ok(())
     }
 
-    /// Deletes every key whose deletion date has passed. Returns how many.
+    /// Deletes every key whose deletion date has passed (returns how many), imported key
+    /// material whose `ValidTo` has passed, and rotates every key whose automatic rotation
+    /// date has passed.
     pub fn sweep_deletions(&self) -> KmsResult<usize> {
         let mut n = 0;
         let mut after: Option<String> = None;
@@ -304,13 +329,18 @@ impl Kms {
                 {
                     self.delete_now(&doc)?;
                     n += 1;
+                } else if crate::import::material_expired(&doc, self.now()) {
+                    crate::import::expire(self, o.version, &doc)?;
+                    self.forget(&doc.id);
+                } else {
+                    crate::rotation::sweep(self, &doc, self.now());
                 }
             }
         }
         Ok(n)
     }
 
-    fn material_context(key_id: &str, material_id: &str) -> EncryptionContext {
+    pub(crate) fn material_context(key_id: &str, material_id: &str) -> EncryptionContext {
         [("kura:kms-key", key_id), ("kura:material", material_id)]
             .into_iter()
             .collect()

@@ -22,16 +22,17 @@ use kura_keys::{Keyring, KeyringSettings, LocalMasterKey};
 use kura_store::{Keystore, SqliteKeystore};
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, Cli};
+use crate::cli::{BenchArgs, BenchMode, Cli};
 use crate::output::emit;
 
+/// One line of a report: kura's figure, the baseline's, and kura's divided by the baseline's.
 #[derive(Serialize)]
-struct Row {
-    name: &'static str,
-    kura: f64,
-    raw: f64,
-    unit: &'static str,
-    ratio: f64,
+pub(crate) struct Row {
+    pub(crate) name: &'static str,
+    pub(crate) kura: f64,
+    pub(crate) raw: f64,
+    pub(crate) unit: &'static str,
+    pub(crate) ratio: f64,
 }
 
 #[derive(Serialize)]
@@ -100,7 +101,25 @@ impl Bench {
     }
 }
 
+/// The text table of `rows`; `raw` names the baseline's column.
+pub(crate) fn table(rows: &[Row], raw: &str) -> String {
+    let mut t = format!(
+        "{:<24} {:>14} {:>14} {:>7}  {}\n",
+        "benchmark", "kura", raw, "ratio", "unit"
+    );
+    for r in rows {
+        t.push_str(&format!(
+            "{:<24} {:>14.1} {:>14.1} {:>7.3}  {}\n",
+            r.name, r.kura, r.raw, r.ratio, r.unit
+        ));
+    }
+    t
+}
+
 pub(crate) fn run(cli: &Cli, a: &BenchArgs) -> Result<()> {
+    if a.mode == BenchMode::Server {
+        return crate::cmd::bench_server::run(cli, a);
+    }
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&dir.path().join("keystore.db"))?);
     let master = Arc::new(LocalMasterKey::new(&Key256::generate()?, "bench".into())?);
@@ -248,17 +267,5 @@ pub(crate) fn run(cli: &Cli, a: &BenchArgs) -> Result<()> {
         quick: a.quick,
         results: b.rows,
     };
-    emit(cli, &report, || {
-        let mut t = format!(
-            "{:<24} {:>14} {:>14} {:>7}  {}\n",
-            "benchmark", "kura", "raw AES-GCM", "ratio", "unit"
-        );
-        for r in &report.results {
-            t.push_str(&format!(
-                "{:<24} {:>14.1} {:>14.1} {:>7.3}  {}\n",
-                r.name, r.kura, r.raw, r.ratio, r.unit
-            ));
-        }
-        t
-    })
+    emit(cli, &report, || table(&report.results, "raw AES-GCM"))
 }
