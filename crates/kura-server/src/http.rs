@@ -168,6 +168,30 @@ fn authenticate(
     }
 }
 
+/// Operations answered on the async worker itself.
+const INLINE: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "GenerateMac",
+    "VerifyMac",
+    "Sign",
+    "Verify",
+    "DescribeKey",
+    "GetPublicKey",
+];
+
+fn target(headers: &HeaderMap) -> &str {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("TrentService."))
+        .unwrap_or("")
+}
+
 async fn kms_request(
     State(app): State<Arc<App>>,
     method: Method,
@@ -176,27 +200,29 @@ async fn kms_request(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let operation = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix("TrentService."))
-        .unwrap_or("")
-        .to_string();
-    let app2 = app.clone();
-    let op = operation.clone();
-    // Keystore writes fsync: requests run off the async workers.
-    let result = tokio::task::spawn_blocking(move || {
-        let caller = authenticate(&app2.kms, &method, &uri, &headers, &body)?;
+    let operation = target(&headers).to_string();
+    let work = move |app: &App| {
+        let caller = authenticate(&app.kms, &method, &uri, &headers, &body)?;
+        let op = target(&headers);
         if op.is_empty() {
             return Err(KmsError::new(
                 Kind::UnknownOperation,
                 "Missing or invalid X-Amz-Target header; expected TrentService.<Operation>",
             ));
         }
-        app2.kms.handle(&caller, &op, &body)
-    })
-    .await
-    .unwrap_or_else(|e| Err(KmsError::internal(e)));
+        app.kms.handle(&caller, op, &body)
+    };
+    // Cryptographic operations work from memory (keys and material are cached): they run
+    // right here. Everything else may write the keystore, which fsyncs, so it runs on the
+    // blocking pool instead of stalling an async worker.
+    let result = if INLINE.contains(&operation.as_str()) {
+        work(&app)
+    } else {
+        let app2 = app.clone();
+        tokio::task::spawn_blocking(move || work(&app2))
+            .await
+            .unwrap_or_else(|e| Err(KmsError::internal(e)))
+    };
     let (response, outcome) = match result {
         Ok(v) => (respond(200, v.to_string(), None), "ok"),
         Err(e) => (kms_error(&e), e.kind.aws_type()),
