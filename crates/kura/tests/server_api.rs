@@ -194,6 +194,40 @@ fn aws_cli_round_trip_and_restart_keeps_everything() {
             .unwrap()
     };
     assert_eq!(decrypt(&s), b"\x00\x01secret bytes\xff");
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"kms:*","Resource":"*"}]}"#;
+    ok(&s.aws(&[
+        "kms",
+        "put-key-policy",
+        "--key-id",
+        &key,
+        "--policy-name",
+        "default",
+        "--policy",
+        policy,
+    ]));
+    ok(&s.aws(&[
+        "kms",
+        "tag-resource",
+        "--key-id",
+        &key,
+        "--tags",
+        "TagKey=env,TagValue=prod",
+    ]));
+    let health = server::http_get(&s.endpoint, "/health");
+    assert_eq!(health.trim(), "ok");
+    let metrics = server::http_get(&s.endpoint, "/metrics");
+    assert!(
+        metrics.contains("kura_kms_requests_total{operation=\"Encrypt\",outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kura_kms_request_duration_seconds_count{operation=\"Decrypt\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kura_kms_keys{state=\"Enabled\"} 1"),
+        "{metrics}"
+    );
     assert_eq!(s.stop().code(), Some(0), "SIGTERM ends the server cleanly");
 
     // Keys, aliases and material survive a restart; the dev credentials are the same.
@@ -210,7 +244,45 @@ fn aws_cli_round_trip_and_restart_keeps_everything() {
         "text",
     ]));
     assert_eq!(desc.trim(), "cli");
+    let got = ok(&s.aws(&[
+        "kms",
+        "get-key-policy",
+        "--key-id",
+        &key,
+        "--policy-name",
+        "default",
+        "--query",
+        "Policy",
+        "--output",
+        "text",
+    ]));
+    assert_eq!(got.trim(), policy, "the policy survives a restart");
+    let tags = ok(&s.aws(&[
+        "kms",
+        "list-resource-tags",
+        "--key-id",
+        &key,
+        "--query",
+        "Tags[0].TagValue",
+        "--output",
+        "text",
+    ]));
+    assert_eq!(tags.trim(), "prod");
     let err = s.aws(&["kms", "describe-key", "--key-id", "alias/missing"]);
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("NotFoundException"));
+}
+
+#[test]
+fn dev_mode_listens_on_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = server::kura(&dir.path().join("dev"))
+        .args(["server", "--dev", "--data-dir"])
+        .arg(dir.path().join("dev"))
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("loopback only"), "{err}");
 }

@@ -174,7 +174,8 @@ print(blob.hex())
     let states = format!(
         "{PRELUDE}KEY = {key:?}\nBLOB = bytes.fromhex({blob:?})\n{}",
         r#"
-import subprocess
+e = expect_error("AccessDeniedException", kms.decrypt, CiphertextBlob=BLOB, EncryptionContext={"tenant": "acme"})
+assert "kms:Decrypt" in str(e), e
 kms.disable_key(KeyId=KEY)
 print("disabled")
 "#
