@@ -29,10 +29,20 @@ mod pair;
 mod sign;
 
 pub(crate) use oaep::{decrypt, decrypt_key, encrypt};
-pub(crate) use pair::{
-    generate_data_key_pair_with_plaintext, generate_data_key_pair_without_plaintext,
-};
+pub(crate) use pair::generate_data_key_pair;
 pub(crate) use sign::{sign, verify};
+
+/// The asymmetric `KeySpec`s (and `KeyPairSpec`s) kura implements: those [`Spec::parse`]
+/// knows.
+pub(crate) const SPECS: &[&str] = &[
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+];
 
 /// An elliptic curve kura signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

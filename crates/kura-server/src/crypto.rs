@@ -231,7 +231,8 @@ fn data_key_len(r: &Req) -> KmsResult<usize> {
     }
 }
 
-fn generate_data_key(
+/// GenerateDataKey (`with_plaintext`) or GenerateDataKeyWithoutPlaintext.
+pub(crate) fn generate_data_key(
     kms: &Kms,
     caller: &Caller,
     r: &Req,
@@ -249,22 +250,6 @@ fn generate_data_key(
         o.insert("Plaintext".into(), b64(&dk));
     }
     Ok(v)
-}
-
-pub(crate) fn generate_data_key_with_plaintext(
-    kms: &Kms,
-    caller: &Caller,
-    r: &Req,
-) -> KmsResult<Value> {
-    generate_data_key(kms, caller, r, "kms:GenerateDataKey", true)
-}
-
-pub(crate) fn generate_data_key_without_plaintext(
-    kms: &Kms,
-    caller: &Caller,
-    r: &Req,
-) -> KmsResult<Value> {
-    generate_data_key(kms, caller, r, "kms:GenerateDataKeyWithoutPlaintext", false)
 }
 
 pub(crate) fn generate_random(r: &Req) -> KmsResult<Value> {

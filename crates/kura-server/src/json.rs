@@ -232,6 +232,24 @@ pub(crate) fn check_len(
     Ok(())
 }
 
+/// The enum value sets `parts` joined into one, in order, for [`Req::enum_str`] (`N` is
+/// the total length; a wrong `N` fails to compile).
+pub(crate) const fn concat<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut i, mut n) = (0, 0);
+    while i < parts.len() {
+        let mut j = 0;
+        while j < parts[i].len() {
+            out[n] = parts[i][j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(n == N, "concat: N is not the total length");
+    out
+}
+
 /// Base64 of a blob for a response.
 pub(crate) fn b64(bytes: &[u8]) -> Value {
     Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))

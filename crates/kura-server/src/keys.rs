@@ -4,29 +4,20 @@
 
 use serde_json::{Value, json};
 
+use crate::asymmetric;
 use crate::error::{Kind, KmsError, KmsResult};
-use crate::json::{Req, check_len};
+use crate::json::{Req, check_len, concat};
 use crate::model::{
     DISABLED, ENABLED, KIND_KEY, KeyDoc, MaterialMeta, PENDING_DELETION, PENDING_IMPORT, Tag,
 };
 use crate::service::{CachedKey, Kms};
 
 const DAY: i64 = 86_400;
-const SPECS: &[&str] = &[
-    "SYMMETRIC_DEFAULT",
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "ECC_NIST_P256",
-    "ECC_NIST_P384",
-    "ECC_NIST_P521",
-    "ECC_SECG_P256K1",
-    "HMAC_224",
-    "HMAC_256",
-    "HMAC_384",
-    "HMAC_512",
-    "SM2",
-];
+const SPECS: &[&str] = &concat::<13>(&[
+    &["SYMMETRIC_DEFAULT"],
+    asymmetric::SPECS,
+    &["HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2"],
+]);
 const USAGES: &[&str] = &[
     "ENCRYPT_DECRYPT",
     "SIGN_VERIFY",

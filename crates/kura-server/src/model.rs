@@ -130,17 +130,20 @@ pub(crate) fn encryption_algorithms(spec: &str) -> Vec<&'static str> {
     }
 }
 
+/// The signing algorithms of an RSA key spec.
+pub(crate) const RSA_SIGNING_ALGORITHMS: &[&str] = &[
+    "RSASSA_PSS_SHA_256",
+    "RSASSA_PSS_SHA_384",
+    "RSASSA_PSS_SHA_512",
+    "RSASSA_PKCS1_V1_5_SHA_256",
+    "RSASSA_PKCS1_V1_5_SHA_384",
+    "RSASSA_PKCS1_V1_5_SHA_512",
+];
+
 /// Signing algorithms a key spec supports.
 pub(crate) fn signing_algorithms(spec: &str) -> Vec<&'static str> {
     match spec {
-        s if s.starts_with("RSA_") => vec![
-            "RSASSA_PSS_SHA_256",
-            "RSASSA_PSS_SHA_384",
-            "RSASSA_PSS_SHA_512",
-            "RSASSA_PKCS1_V1_5_SHA_256",
-            "RSASSA_PKCS1_V1_5_SHA_384",
-            "RSASSA_PKCS1_V1_5_SHA_512",
-        ],
+        s if s.starts_with("RSA_") => RSA_SIGNING_ALGORITHMS.to_vec(),
         "ECC_NIST_P256" | "ECC_SECG_P256K1" => vec!["ECDSA_SHA_256"],
         "ECC_NIST_P384" => vec!["ECDSA_SHA_384"],
         "ECC_NIST_P521" => vec!["ECDSA_SHA_512"],

@@ -181,20 +181,18 @@ impl Kms {
             "Encrypt" => crypto::encrypt(self, caller, &r),
             "Decrypt" => crypto::decrypt(self, caller, &r),
             "ReEncrypt" => crypto::re_encrypt(self, caller, &r),
-            "GenerateDataKey" => crypto::generate_data_key_with_plaintext(self, caller, &r),
-            "GenerateDataKeyWithoutPlaintext" => {
-                crypto::generate_data_key_without_plaintext(self, caller, &r)
+            "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
+                let with_plaintext = operation == "GenerateDataKey";
+                crypto::generate_data_key(self, caller, &r, &action, with_plaintext)
             }
             "GenerateMac" => crypto::generate_mac(self, caller, &r),
             "VerifyMac" => crypto::verify_mac(self, caller, &r),
             "GetPublicKey" => asymmetric::get_public_key(self, caller, &r),
             "Sign" => asymmetric::sign(self, caller, &r),
             "Verify" => asymmetric::verify(self, caller, &r),
-            "GenerateDataKeyPair" => {
-                asymmetric::generate_data_key_pair_with_plaintext(self, caller, &r)
-            }
-            "GenerateDataKeyPairWithoutPlaintext" => {
-                asymmetric::generate_data_key_pair_without_plaintext(self, caller, &r)
+            "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => {
+                let with_plaintext = operation == "GenerateDataKeyPair";
+                asymmetric::generate_data_key_pair(self, caller, &r, &action, with_plaintext)
             }
             other => Err(KmsError::new(
                 Kind::UnsupportedOperation,

@@ -100,6 +100,15 @@ fn new_key(kms: &Kms) -> String {
         .to_string()
 }
 
+/// EnableKeyRotation of `key` with a period of `days`.
+fn rotate_every(kms: &Kms, key: &str, days: u32) -> Value {
+    ok(
+        kms,
+        "EnableKeyRotation",
+        json!({ "KeyId": key, "RotationPeriodInDays": days }),
+    )
+}
+
 fn current(kms: &Kms, key: &str) -> String {
     ok(kms, "DescribeKey", json!({ "KeyId": key }))["KeyMetadata"]["CurrentKeyMaterialId"]
         .as_str()
@@ -146,11 +155,7 @@ fn rotates_on_the_first_encrypt_after_the_period_and_old_blobs_still_decrypt() {
     let kms = env.kms();
     let key = new_key(&kms);
     let first = current(&kms, &key);
-    ok(
-        &kms,
-        "EnableKeyRotation",
-        json!({ "KeyId": key, "RotationPeriodInDays": 90 }),
-    );
+    rotate_every(&kms, &key, 90);
     let st = ok(&kms, "GetKeyRotationStatus", json!({ "KeyId": key }));
     assert_eq!(st["KeyRotationEnabled"], true);
     assert_eq!(st["RotationPeriodInDays"], 90);
@@ -208,11 +213,7 @@ fn the_sweep_rotates_due_keys_once_and_leaves_others_alone() {
     let off = new_key(&kms);
     let later = new_key(&kms);
     ok(&kms, "EnableKeyRotation", json!({ "KeyId": due }));
-    ok(
-        &kms,
-        "EnableKeyRotation",
-        json!({ "KeyId": later, "RotationPeriodInDays": 2560 }),
-    );
+    rotate_every(&kms, &later, 2560);
     let (m_due, m_off, m_later) = (
         current(&kms, &due),
         current(&kms, &off),
@@ -286,11 +287,7 @@ fn disabled_keys_wait_and_rotate_once_enabled() {
     let env = Env::new();
     let kms = env.kms();
     let key = new_key(&kms);
-    ok(
-        &kms,
-        "EnableKeyRotation",
-        json!({ "KeyId": key, "RotationPeriodInDays": 90 }),
-    );
+    rotate_every(&kms, &key, 90);
     let first = current(&kms, &key);
     ok(&kms, "DisableKey", json!({ "KeyId": key }));
     let e = call(&kms, "EnableKeyRotation", json!({ "KeyId": key })).unwrap_err();
@@ -327,19 +324,11 @@ fn changing_the_period_counts_from_the_last_rotation() {
     let key = new_key(&kms);
     ok(&kms, "EnableKeyRotation", json!({ "KeyId": key }));
     env.advance_days(100);
-    ok(
-        &kms,
-        "EnableKeyRotation",
-        json!({ "KeyId": key, "RotationPeriodInDays": 200 }),
-    );
+    rotate_every(&kms, &key, 200);
     let st = ok(&kms, "GetKeyRotationStatus", json!({ "KeyId": key }));
     assert_eq!(st["NextRotationDate"], T0 + 200 * DAY);
     // Shortening it below the time already waited makes the key rotate at once.
-    ok(
-        &kms,
-        "EnableKeyRotation",
-        json!({ "KeyId": key, "RotationPeriodInDays": 90 }),
-    );
+    rotate_every(&kms, &key, 90);
     let first = current(&kms, &key);
     kms.sweep_deletions().unwrap();
     assert_ne!(current(&kms, &key), first);
@@ -358,11 +347,7 @@ fn on_demand_rotations_are_capped_and_automatic_ones_are_not_counted() {
     let env = Env::new();
     let kms = env.kms();
     let key = new_key(&kms);
-    ok(
-        &kms,
-        "EnableKeyRotation",
-        json!({ "KeyId": key, "RotationPeriodInDays": 90 }),
-    );
+    rotate_every(&kms, &key, 90);
     let mut blobs = vec![encrypt(&kms, &key, "0")];
     for i in 1..=25 {
         let r = ok(&kms, "RotateKeyOnDemand", json!({ "KeyId": key }));

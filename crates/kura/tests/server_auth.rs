@@ -95,7 +95,7 @@ assert st == 400 and v.get("__type") == "InvalidSignatureException", (st, v, h) 
 print("OK")
 "#
     );
-    assert!(ok(&s.python(&script, None)).contains("OK"));
+    s.python_ok(&script, None);
 }
 
 #[test]
@@ -148,7 +148,7 @@ kms.enable_key(KeyId=KEY)
 print("OK")
 "#
     );
-    assert!(ok(&s.python(&admin, Some((&admin_id, &admin_secret)))).contains("OK"));
+    s.python_ok(&admin, Some((&admin_id, &admin_secret)));
 
     let user = format!(
         "{PRELUDE}KEY = {key:?}\n{}",
@@ -188,7 +188,7 @@ expect_error("DisabledException", kms.decrypt, CiphertextBlob=BLOB, EncryptionCo
 print("OK")
 "#
     );
-    assert!(ok(&s.python(&refused, Some((&user_id, &user_secret)))).contains("OK"));
+    s.python_ok(&refused, Some((&user_id, &user_secret)));
     let pending = format!(
         "{PRELUDE}KEY = {key:?}\n{}",
         r#"
@@ -205,7 +205,7 @@ expect_error("KMSInvalidStateException", kms.decrypt, CiphertextBlob=BLOB, Encry
 print("OK")
 "#
     );
-    assert!(ok(&s.python(&refused, Some((&user_id, &user_secret)))).contains("OK"));
+    s.python_ok(&refused, Some((&user_id, &user_secret)));
 
     ok(&kura(&s.data_dir)
         .args(["user", "delete", "bob"])
@@ -219,5 +219,5 @@ expect_error("UnrecognizedClientException", kms.list_keys)
 print("OK")
 "#
     );
-    assert!(ok(&s.python(&gone, Some((&user_id, &user_secret)))).contains("OK"));
+    s.python_ok(&gone, Some((&user_id, &user_secret)));
 }

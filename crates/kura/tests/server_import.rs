@@ -26,11 +26,32 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// The AWS CLI's `--output text` of one value, trimmed.
-fn text(s: &Server, args: &[&str]) -> String {
-    let mut a = args.to_vec();
-    a.extend(["--output", "text"]);
-    ok(&s.aws(&a)).trim().to_string()
+/// `openssl pkeyutl` RSA-OAEP encryption of `input` to `output` in `dir` under the wrapping
+/// public key, with the digest options `oaep` (each a `-pkeyopt`).
+fn pkeyutl_oaep(dir: &Path, input: &str, output: &str, oaep: &[&str]) {
+    let mut args = vec![
+        "pkeyutl",
+        "-encrypt",
+        "-in",
+        input,
+        "-out",
+        output,
+        "-inkey",
+        "PublicKey.bin",
+        "-keyform",
+        "DER",
+        "-pubin",
+        "-pkeyopt",
+        "rsa_padding_mode:oaep",
+    ];
+    for o in oaep {
+        args.extend(["-pkeyopt", o]);
+    }
+    openssl(dir, &args);
 }
+
+/// RSAES_OAEP_SHA_256 for [`pkeyutl_oaep`]: SHA-256 for both OAEP and MGF1.
+const OAEP_SHA_256: &[&str] = &["rsa_oaep_md:sha256", "rsa_mgf1_md:sha256"];
 
 fn write_b64(path: &Path, b64: &str) {
     std::fs::write(
@@ -46,31 +67,25 @@ fn write_b64(path: &Path, b64: &str) {
 /// token, wrap 32 random bytes with OpenSSL (`wrap` runs the OpenSSL commands in `dir`),
 /// import, then encrypt and decrypt.
 fn cli_import(s: &Server, dir: &Path, algorithm: &str, spec: &str, wrap: &dyn Fn(&Path)) {
-    let key = text(
-        s,
-        &[
-            "kms",
-            "create-key",
-            "--origin",
-            "EXTERNAL",
-            "--description",
-            &format!("imported with {algorithm}"),
-            "--query",
-            "KeyMetadata.KeyId",
-        ],
-    );
+    let key = s.aws_text(&[
+        "kms",
+        "create-key",
+        "--origin",
+        "EXTERNAL",
+        "--description",
+        &format!("imported with {algorithm}"),
+        "--query",
+        "KeyMetadata.KeyId",
+    ]);
     let state = |s: &Server| {
-        text(
-            s,
-            &[
-                "kms",
-                "describe-key",
-                "--key-id",
-                &key,
-                "--query",
-                "KeyMetadata.[KeyState,Origin,ExpirationModel]",
-            ],
-        )
+        s.aws_text(&[
+            "kms",
+            "describe-key",
+            "--key-id",
+            &key,
+            "--query",
+            "KeyMetadata.[KeyState,Origin,ExpirationModel]",
+        ])
     };
     assert!(
         state(s).starts_with("PendingImport\tEXTERNAL"),
@@ -78,21 +93,18 @@ fn cli_import(s: &Server, dir: &Path, algorithm: &str, spec: &str, wrap: &dyn Fn
         state(s)
     );
     // One call: the public key and the token belong together.
-    let params = text(
-        s,
-        &[
-            "kms",
-            "get-parameters-for-import",
-            "--key-id",
-            &key,
-            "--wrapping-algorithm",
-            algorithm,
-            "--wrapping-key-spec",
-            spec,
-            "--query",
-            "[PublicKey,ImportToken]",
-        ],
-    );
+    let params = s.aws_text(&[
+        "kms",
+        "get-parameters-for-import",
+        "--key-id",
+        &key,
+        "--wrapping-algorithm",
+        algorithm,
+        "--wrapping-key-spec",
+        spec,
+        "--query",
+        "[PublicKey,ImportToken]",
+    ]);
     let (public, token) = params.split_once('\t').unwrap();
     write_b64(&dir.join("PublicKey.bin"), public);
     write_b64(&dir.join("ImportToken.bin"), token);
@@ -119,31 +131,25 @@ fn cli_import(s: &Server, dir: &Path, algorithm: &str, spec: &str, wrap: &dyn Fn
 
     let plain = dir.join("plain.txt");
     std::fs::write(&plain, "注文データ").unwrap();
-    let blob = text(
-        s,
-        &[
-            "kms",
-            "encrypt",
-            "--key-id",
-            &key,
-            "--plaintext",
-            &format!("fileb://{}", plain.display()),
-            "--query",
-            "CiphertextBlob",
-        ],
-    );
+    let blob = s.aws_text(&[
+        "kms",
+        "encrypt",
+        "--key-id",
+        &key,
+        "--plaintext",
+        &format!("fileb://{}", plain.display()),
+        "--query",
+        "CiphertextBlob",
+    ]);
     write_b64(&dir.join("ct.bin"), &blob);
-    let out = text(
-        s,
-        &[
-            "kms",
-            "decrypt",
-            "--ciphertext-blob",
-            &format!("fileb://{}", dir.join("ct.bin").display()),
-            "--query",
-            "Plaintext",
-        ],
-    );
+    let out = s.aws_text(&[
+        "kms",
+        "decrypt",
+        "--ciphertext-blob",
+        &format!("fileb://{}", dir.join("ct.bin").display()),
+        "--query",
+        "Plaintext",
+    ]);
     assert_eq!(
         base64::engine::general_purpose::STANDARD
             .decode(out)
@@ -185,25 +191,11 @@ fn aws_cli_and_openssl_import_procedure() {
     });
     // AWS's current documentation: `openssl pkeyutl`, SHA-1 and SHA-256.
     cli_import(&s, &step("sha1"), "RSAES_OAEP_SHA_1", "RSA_2048", &|d| {
-        openssl(
+        pkeyutl_oaep(
             d,
-            &[
-                "pkeyutl",
-                "-encrypt",
-                "-in",
-                "PlaintextKeyMaterial.bin",
-                "-out",
-                "EncryptedKeyMaterial.bin",
-                "-inkey",
-                "PublicKey.bin",
-                "-keyform",
-                "DER",
-                "-pubin",
-                "-pkeyopt",
-                "rsa_padding_mode:oaep",
-                "-pkeyopt",
-                "rsa_oaep_md:sha1",
-            ],
+            "PlaintextKeyMaterial.bin",
+            "EncryptedKeyMaterial.bin",
+            &["rsa_oaep_md:sha1"],
         )
     });
     cli_import(
@@ -212,27 +204,11 @@ fn aws_cli_and_openssl_import_procedure() {
         "RSAES_OAEP_SHA_256",
         "RSA_4096",
         &|d| {
-            openssl(
+            pkeyutl_oaep(
                 d,
-                &[
-                    "pkeyutl",
-                    "-encrypt",
-                    "-in",
-                    "PlaintextKeyMaterial.bin",
-                    "-out",
-                    "EncryptedKeyMaterial.bin",
-                    "-inkey",
-                    "PublicKey.bin",
-                    "-keyform",
-                    "DER",
-                    "-pubin",
-                    "-pkeyopt",
-                    "rsa_padding_mode:oaep",
-                    "-pkeyopt",
-                    "rsa_oaep_md:sha256",
-                    "-pkeyopt",
-                    "rsa_mgf1_md:sha256",
-                ],
+                "PlaintextKeyMaterial.bin",
+                "EncryptedKeyMaterial.bin",
+                OAEP_SHA_256,
             )
         },
     );
@@ -261,28 +237,7 @@ fn aws_cli_and_openssl_import_procedure() {
                     "key-material-wrapped.bin",
                 ],
             );
-            openssl(
-                d,
-                &[
-                    "pkeyutl",
-                    "-encrypt",
-                    "-in",
-                    "aes-key.bin",
-                    "-out",
-                    "aes-key-wrapped.bin",
-                    "-inkey",
-                    "PublicKey.bin",
-                    "-keyform",
-                    "DER",
-                    "-pubin",
-                    "-pkeyopt",
-                    "rsa_padding_mode:oaep",
-                    "-pkeyopt",
-                    "rsa_oaep_md:sha256",
-                    "-pkeyopt",
-                    "rsa_mgf1_md:sha256",
-                ],
-            );
+            pkeyutl_oaep(d, "aes-key.bin", "aes-key-wrapped.bin", OAEP_SHA_256);
             let mut both = std::fs::read(d.join("aes-key-wrapped.bin")).unwrap();
             both.extend(std::fs::read(d.join("key-material-wrapped.bin")).unwrap());
             std::fs::write(d.join("EncryptedKeyMaterial.bin"), both).unwrap();

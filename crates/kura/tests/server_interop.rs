@@ -230,14 +230,7 @@ fn kura_formats_and_kms_blobs_never_pass_for_each_other() {
     );
 
     // A KMS CiphertextBlob given to `kura decrypt`.
-    let key = ok(&s.aws(&[
-        "kms",
-        "create-key",
-        "--query",
-        "KeyMetadata.KeyId",
-        "--output",
-        "text",
-    ]));
+    let key = s.aws_text(&["kms", "create-key", "--query", "KeyMetadata.KeyId"]);
     let blob_b64 = ok(&s.aws(&[
         "kms",
         "encrypt",

@@ -8,26 +8,16 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use kura_crypto::SecretBytes;
 use serde_json::{Value, json};
 
-use super::{Spec, generate};
+use super::{SPECS, Spec, generate};
 use crate::crypto::{check_encryption_key, seal};
 use crate::error::{Kind, KmsError, KmsResult};
-use crate::json::{Req, b64};
+use crate::json::{Req, b64, concat};
 use crate::keys::key_of;
 use crate::ops::Caller;
 use crate::service::Kms;
 
 /// Every `KeyPairSpec` AWS defines that kura might be asked for.
-const NAMES: &[&str] = &[
-    "RSA_2048",
-    "RSA_3072",
-    "RSA_4096",
-    "ECC_NIST_P256",
-    "ECC_NIST_P384",
-    "ECC_NIST_P521",
-    "ECC_SECG_P256K1",
-    "ECC_NIST_EDWARDS25519",
-    "SM2",
-];
+const NAMES: &[&str] = &concat::<9>(&[SPECS, &["ECC_NIST_EDWARDS25519", "SM2"]]);
 
 /// A new key pair of `spec`: PKCS#8 DER private key and SPKI DER public key.
 fn new_pair(spec: &str) -> KmsResult<(SecretBytes, Vec<u8>)> {
@@ -49,7 +39,8 @@ fn new_pair(spec: &str) -> KmsResult<(SecretBytes, Vec<u8>)> {
     generate(s)
 }
 
-fn generate_data_key_pair(
+/// GenerateDataKeyPair (`with_plaintext`) or GenerateDataKeyPairWithoutPlaintext.
+pub(crate) fn generate_data_key_pair(
     kms: &Kms,
     caller: &Caller,
     r: &Req,
@@ -81,28 +72,6 @@ fn generate_data_key_pair(
         o.insert("PrivateKeyPlaintext".into(), b64(private.expose_secret()));
     }
     Ok(v)
-}
-
-pub(crate) fn generate_data_key_pair_with_plaintext(
-    kms: &Kms,
-    caller: &Caller,
-    r: &Req,
-) -> KmsResult<Value> {
-    generate_data_key_pair(kms, caller, r, "kms:GenerateDataKeyPair", true)
-}
-
-pub(crate) fn generate_data_key_pair_without_plaintext(
-    kms: &Kms,
-    caller: &Caller,
-    r: &Req,
-) -> KmsResult<Value> {
-    generate_data_key_pair(
-        kms,
-        caller,
-        r,
-        "kms:GenerateDataKeyPairWithoutPlaintext",
-        false,
-    )
 }
 
 #[cfg(test)]

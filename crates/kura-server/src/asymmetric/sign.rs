@@ -13,31 +13,27 @@ use serde_json::{Value, json};
 
 use super::{Private, Spec, private_key};
 use crate::error::{Kind, KmsError, KmsResult};
-use crate::json::{Req, b64};
+use crate::json::{Req, b64, concat};
 use crate::keys::{key_of, usable};
-use crate::model::signing_algorithms;
+use crate::model::{RSA_SIGNING_ALGORITHMS, signing_algorithms};
 use crate::ops::Caller;
 use crate::service::{CachedKey, Kms};
 
 const MAX_MESSAGE: usize = 4096;
 const MAX_SIGNATURE: usize = 6144;
 
-/// Every `SigningAlgorithm` AWS defines (kura implements those in [`ALGORITHMS`]).
-const NAMES: &[&str] = &[
-    "RSASSA_PSS_SHA_256",
-    "RSASSA_PSS_SHA_384",
-    "RSASSA_PSS_SHA_512",
-    "RSASSA_PKCS1_V1_5_SHA_256",
-    "RSASSA_PKCS1_V1_5_SHA_384",
-    "RSASSA_PKCS1_V1_5_SHA_512",
-    "ECDSA_SHA_256",
-    "ECDSA_SHA_384",
-    "ECDSA_SHA_512",
-    "SM2DSA",
-    "ML_DSA_SHAKE_256",
-    "ED25519_SHA_512",
-    "ED25519_PH_SHA_512",
-];
+/// Every `SigningAlgorithm` AWS defines (kura implements those [`Algorithm::named`] knows;
+/// which of them a key spec supports is [`signing_algorithms`]).
+const NAMES: &[&str] = &concat::<13>(&[
+    RSA_SIGNING_ALGORITHMS,
+    &["ECDSA_SHA_256", "ECDSA_SHA_384", "ECDSA_SHA_512"],
+    &[
+        "SM2DSA",
+        "ML_DSA_SHAKE_256",
+        "ED25519_SHA_512",
+        "ED25519_PH_SHA_512",
+    ],
+]);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scheme {
@@ -52,55 +48,27 @@ struct Algorithm {
     hash: &'static digest::Algorithm,
 }
 
-const ALGORITHMS: &[Algorithm] = &[
-    Algorithm {
-        name: "RSASSA_PSS_SHA_256",
-        scheme: Scheme::Pss,
-        hash: &digest::SHA256,
-    },
-    Algorithm {
-        name: "RSASSA_PSS_SHA_384",
-        scheme: Scheme::Pss,
-        hash: &digest::SHA384,
-    },
-    Algorithm {
-        name: "RSASSA_PSS_SHA_512",
-        scheme: Scheme::Pss,
-        hash: &digest::SHA512,
-    },
-    Algorithm {
-        name: "RSASSA_PKCS1_V1_5_SHA_256",
-        scheme: Scheme::Pkcs1,
-        hash: &digest::SHA256,
-    },
-    Algorithm {
-        name: "RSASSA_PKCS1_V1_5_SHA_384",
-        scheme: Scheme::Pkcs1,
-        hash: &digest::SHA384,
-    },
-    Algorithm {
-        name: "RSASSA_PKCS1_V1_5_SHA_512",
-        scheme: Scheme::Pkcs1,
-        hash: &digest::SHA512,
-    },
-    Algorithm {
-        name: "ECDSA_SHA_256",
-        scheme: Scheme::Ecdsa,
-        hash: &digest::SHA256,
-    },
-    Algorithm {
-        name: "ECDSA_SHA_384",
-        scheme: Scheme::Ecdsa,
-        hash: &digest::SHA384,
-    },
-    Algorithm {
-        name: "ECDSA_SHA_512",
-        scheme: Scheme::Ecdsa,
-        hash: &digest::SHA512,
-    },
-];
-
 impl Algorithm {
+    /// The algorithm `name` (one of [`NAMES`]), if kura implements it: the scheme from its
+    /// prefix, the hash from its `SHA_*` suffix.
+    fn named(name: &str) -> Option<Self> {
+        let name = *NAMES.iter().find(|n| **n == name)?;
+        let (scheme, hash) = [
+            ("RSASSA_PSS_", Scheme::Pss),
+            ("RSASSA_PKCS1_V1_5_", Scheme::Pkcs1),
+            ("ECDSA_", Scheme::Ecdsa),
+        ]
+        .into_iter()
+        .find_map(|(prefix, scheme)| Some((scheme, name.strip_prefix(prefix)?)))?;
+        let hash = match hash {
+            "SHA_256" => &digest::SHA256,
+            "SHA_384" => &digest::SHA384,
+            "SHA_512" => &digest::SHA512,
+            _ => return None,
+        };
+        Some(Self { name, scheme, hash })
+    }
+
     /// The RSA padding for signing (PSS salt length = hash length, aws-lc-rs's default).
     fn rsa_encoding(&self) -> &'static dyn RsaEncoding {
         match (self.scheme, self.hash.output_len()) {
@@ -129,7 +97,7 @@ impl Algorithm {
 
 /// What a Sign or Verify request asks for: the algorithm and the digest to sign.
 struct Request {
-    alg: &'static Algorithm,
+    alg: Algorithm,
     digest: Digest,
 }
 
@@ -141,7 +109,7 @@ fn request(r: &Req) -> KmsResult<Request> {
     let name = r
         .enum_str("SigningAlgorithm", NAMES)?
         .ok_or_else(|| KmsError::missing("signingAlgorithm"))?;
-    let Some(alg) = ALGORITHMS.iter().find(|a| a.name == name) else {
+    let Some(alg) = Algorithm::named(name) else {
         return Err(KmsError::new(
             Kind::InvalidKeyUsage,
             format!("SigningAlgorithm {name} is not supported by kura"),
@@ -206,7 +174,7 @@ fn signing_key(
 pub(crate) fn sign(kms: &Kms, caller: &Caller, r: &Req) -> KmsResult<Value> {
     let req = request(r)?;
     let k = key_of(kms, r, true)?;
-    let spec = signing_key(kms, caller, &k, req.alg, "kms:Sign")?;
+    let spec = signing_key(kms, caller, &k, &req.alg, "kms:Sign")?;
     let sig = match private_key(kms, &k, spec)? {
         Private::Rsa(kp) => {
             let mut sig = vec![0u8; kp.public_modulus_len()];
@@ -231,7 +199,7 @@ pub(crate) fn verify(kms: &Kms, caller: &Caller, r: &Req) -> KmsResult<Value> {
     let req = request(r)?;
     let sig = r.req_blob("Signature", 1, MAX_SIGNATURE)?;
     let k = key_of(kms, r, true)?;
-    let spec = signing_key(kms, caller, &k, req.alg, "kms:Verify")?;
+    let spec = signing_key(kms, caller, &k, &req.alg, "kms:Verify")?;
     let public = private_key(kms, &k, spec)?.public_der()?;
     UnparsedPublicKey::new(req.alg.verification(spec), &public)
         .verify_digest(&req.digest, &sig)
@@ -251,7 +219,8 @@ mod tests {
 
     /// Signs `digest` with `alg` under a fresh key of `spec` and verifies it (and a
     /// tampered digest) with the public key, as `sign`/`verify` do.
-    fn round_trip(spec: Spec, alg: &'static Algorithm) {
+    fn round_trip(spec: Spec, name: &str) {
+        let alg = Algorithm::named(name).unwrap();
         let (der, public) = generate(spec).unwrap();
         let key = Private::parse(spec, der.expose_secret()).unwrap();
         let d = digest::digest(alg.hash, b"message");
@@ -274,14 +243,29 @@ mod tests {
     #[test]
     fn every_algorithm_signs_and_verifies() {
         let rsa = Spec::Rsa(KeySize::Rsa2048);
-        for alg in ALGORITHMS.iter().filter(|a| a.scheme != Scheme::Ecdsa) {
-            round_trip(rsa, alg);
+        for name in RSA_SIGNING_ALGORITHMS {
+            round_trip(rsa, name);
         }
-        let ecdsa = |name: &str| ALGORITHMS.iter().find(|a| a.name == name).unwrap();
-        round_trip(Spec::Ecc(Curve::P256), ecdsa("ECDSA_SHA_256"));
-        round_trip(Spec::Ecc(Curve::P384), ecdsa("ECDSA_SHA_384"));
-        round_trip(Spec::Ecc(Curve::P521), ecdsa("ECDSA_SHA_512"));
-        round_trip(Spec::Ecc(Curve::Secp256k1), ecdsa("ECDSA_SHA_256"));
+        round_trip(Spec::Ecc(Curve::P256), "ECDSA_SHA_256");
+        round_trip(Spec::Ecc(Curve::P384), "ECDSA_SHA_384");
+        round_trip(Spec::Ecc(Curve::P521), "ECDSA_SHA_512");
+        round_trip(Spec::Ecc(Curve::Secp256k1), "ECDSA_SHA_256");
+    }
+
+    #[test]
+    fn every_algorithm_a_spec_supports_is_implemented() {
+        for spec in [
+            "RSA_2048",
+            "ECC_NIST_P256",
+            "ECC_NIST_P384",
+            "ECC_NIST_P521",
+        ] {
+            for name in signing_algorithms(spec) {
+                assert_eq!(Algorithm::named(name).map(|a| a.name), Some(name));
+            }
+        }
+        assert!(Algorithm::named("SM2DSA").is_none());
+        assert!(Algorithm::named("ED25519_SHA_512").is_none());
     }
 
     #[test]

@@ -80,6 +80,16 @@ fn req<'a>(
     }
 }
 
+/// Bob's CreateGrant with `kms:GrantIsForAWSResource` set to `value`.
+fn grant_for_aws_resource(p: &Policy, value: &str) -> Decision {
+    decide_extra(
+        p,
+        BOB,
+        "kms:CreateGrant",
+        &[("kms:GrantIsForAWSResource", value)],
+    )
+}
+
 /// The decision for a request with no encryption context and no extra keys.
 fn decide(p: &Policy, principal: &str, action: &str) -> Decision {
     p.evaluate(&req(principal, action, &NO_CONTEXT, &[]))
@@ -231,24 +241,8 @@ fn key_user_uses_but_cannot_manage_the_key() {
 fn grants_for_aws_resources_need_the_bool_condition() {
     let p = policy(CONSOLE);
     assert_eq!(decide(&p, BOB, "kms:CreateGrant"), ImplicitDeny);
-    assert_eq!(
-        decide_extra(
-            &p,
-            BOB,
-            "kms:CreateGrant",
-            &[("kms:GrantIsForAWSResource", "true")]
-        ),
-        Allow
-    );
-    assert_eq!(
-        decide_extra(
-            &p,
-            BOB,
-            "kms:CreateGrant",
-            &[("kms:GrantIsForAWSResource", "false")]
-        ),
-        ImplicitDeny
-    );
+    assert_eq!(grant_for_aws_resource(&p, "true"), Allow);
+    assert_eq!(grant_for_aws_resource(&p, "false"), ImplicitDeny);
     // Alice has CreateGrant through kms:Create* regardless.
     assert_eq!(decide(&p, ALICE, "kms:CreateGrant"), Allow);
 }

@@ -407,3 +407,28 @@ pub(crate) fn kek_id(status: &Value) -> String {
 pub(crate) fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
+
+/// `kura ARGS` (a `kura bench … --output json`) in a fresh sandbox with a TMPDIR of its
+/// own: the JSON report and its result names, after checking that every result has a unit
+/// and finite, positive `kura`, `raw` and `ratio`, and that the run left nothing behind
+/// (its keystore lived in a temporary directory, now removed).
+pub(crate) fn bench_report(args: &[&str]) -> (Value, Vec<String>) {
+    let sb = Sandbox::new();
+    let tmp = sb.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let j = sb.exec(sb.cmd().env("TMPDIR", &tmp).args(args)).ok().json();
+    let mut names = Vec::new();
+    for r in j["results"].as_array().unwrap() {
+        names.push(r["name"].as_str().unwrap().to_string());
+        assert!(!r["unit"].as_str().unwrap().is_empty(), "{r}");
+        for field in ["kura", "raw", "ratio"] {
+            let v = r[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} in {r}"));
+            assert!(v.is_finite() && v > 0.0, "{field} in {r}");
+        }
+    }
+    assert_eq!(sb.files(), ["tmp"]);
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+    (j, names)
+}

@@ -141,6 +141,20 @@ impl Server {
         c.output().unwrap()
     }
 
+    /// [`Server::python`] for a script that must succeed and print `OK`: its stdout.
+    pub(crate) fn python_ok(&self, script: &str, creds: Option<(&str, &str)>) -> String {
+        let out = ok(&self.python(script, creds));
+        assert!(out.contains("OK"), "{out}");
+        out
+    }
+
+    /// [`Server::aws`] with `--output text`, which must succeed: its stdout, trimmed.
+    pub(crate) fn aws_text(&self, args: &[&str]) -> String {
+        let mut a = args.to_vec();
+        a.extend(["--output", "text"]);
+        ok(&self.aws(&a)).trim().to_string()
+    }
+
     /// Runs the AWS CLI against this server.
     pub(crate) fn aws(&self, args: &[&str]) -> Output {
         let env = py();

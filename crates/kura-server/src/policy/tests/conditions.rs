@@ -432,24 +432,8 @@ fn bool_accepts_json_booleans_and_strings() {
             "kms:CreateGrant",
             &format!(r#"{{"Bool":{{"kms:GrantIsForAWSResource":{v}}}}}"#),
         );
-        assert_eq!(
-            decide_extra(
-                &p,
-                BOB,
-                "kms:CreateGrant",
-                &[("kms:GrantIsForAWSResource", "true")]
-            ),
-            Allow
-        );
-        assert_eq!(
-            decide_extra(
-                &p,
-                BOB,
-                "kms:CreateGrant",
-                &[("kms:GrantIsForAWSResource", "false")]
-            ),
-            ImplicitDeny
-        );
+        assert_eq!(grant_for_aws_resource(&p, "true"), Allow);
+        assert_eq!(grant_for_aws_resource(&p, "false"), ImplicitDeny);
         assert_eq!(decide(&p, BOB, "kms:CreateGrant"), ImplicitDeny);
     }
 }
