@@ -28,6 +28,7 @@ mod oaep;
 mod pair;
 mod sign;
 
+pub(crate) use oaep::{algorithm as oaep_algorithm, open as oaep_open, seal as oaep_seal};
 pub(crate) use oaep::{decrypt, decrypt_key, encrypt};
 pub(crate) use pair::generate_data_key_pair;
 pub(crate) use sign::{sign, verify};

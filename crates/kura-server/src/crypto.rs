@@ -191,29 +191,71 @@ pub(crate) fn decrypt(kms: &Kms, caller: &Caller, r: &Req) -> KmsResult<Value> {
 }
 
 pub(crate) fn re_encrypt(kms: &Kms, caller: &Caller, r: &Req) -> KmsResult<Value> {
+    use crate::asymmetric::{is_asymmetric, oaep_algorithm, oaep_open, oaep_seal};
     let blob_bytes = r.req_blob("CiphertextBlob", 1, MAX_CIPHERTEXT)?;
     let src_ctx = r.string_map("SourceEncryptionContext")?;
     let dst_ctx = r.string_map("DestinationEncryptionContext")?;
-    algorithm(r, "SourceEncryptionAlgorithm")?;
-    algorithm(r, "DestinationEncryptionAlgorithm")?;
+    let src_alg = oaep_algorithm(r, "SourceEncryptionAlgorithm")?;
+    let dst_alg = oaep_algorithm(r, "DestinationEncryptionAlgorithm")?;
     let expected = expected_key(kms, r, "SourceKeyId")?;
     let dst_id = kms.resolve(r.req_str("DestinationKeyId", 1, 2048)?, true)?;
-    let (src, pt) = open(
-        kms,
-        caller,
-        "kms:ReEncryptFrom",
-        &blob_bytes,
-        expected.as_deref(),
-        &src_ctx,
-    )?;
     let dst = kms.key(&dst_id)?;
-    let out = encrypt_for(kms, caller, &dst, "kms:ReEncryptTo", &dst_ctx, &pt)?;
+
+    // The source: RSA ciphertext names no key, so an RSA source needs SourceKeyId.
+    let asymmetric_source = match expected.as_deref() {
+        Some(id) => {
+            let k = kms.key(id)?;
+            is_asymmetric(&k.doc).then_some(k)
+        }
+        None if src_alg.is_some_and(|a| a.starts_with("RSAES_")) => {
+            return Err(KmsError::new(
+                Kind::Validation,
+                "SourceKeyId is required to re-encrypt RSA ciphertext: it does not name its key",
+            ));
+        }
+        None => None,
+    };
+    let (src, pt, src_name) = match asymmetric_source {
+        Some(k) => {
+            let (pt, name) = oaep_open(
+                kms,
+                caller,
+                &k,
+                src_alg,
+                "kms:ReEncryptFrom",
+                &src_ctx,
+                &blob_bytes,
+            )?;
+            (k.doc.id.clone(), pt, name)
+        }
+        None => {
+            algorithm(r, "SourceEncryptionAlgorithm")?;
+            let (id, pt) = open(
+                kms,
+                caller,
+                "kms:ReEncryptFrom",
+                &blob_bytes,
+                expected.as_deref(),
+                &src_ctx,
+            )?;
+            (id, pt, "SYMMETRIC_DEFAULT")
+        }
+    };
+    let (out, dst_name) = if is_asymmetric(&dst.doc) {
+        oaep_seal(kms, caller, &dst, dst_alg, "kms:ReEncryptTo", &dst_ctx, &pt)?
+    } else {
+        algorithm(r, "DestinationEncryptionAlgorithm")?;
+        (
+            encrypt_for(kms, caller, &dst, "kms:ReEncryptTo", &dst_ctx, &pt)?,
+            "SYMMETRIC_DEFAULT",
+        )
+    };
     Ok(json!({
         "CiphertextBlob": b64(&out),
         "SourceKeyId": kms.key_arn(&src),
         "KeyId": kms.key_arn(&dst_id),
-        "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-        "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "SourceEncryptionAlgorithm": src_name,
+        "DestinationEncryptionAlgorithm": dst_name,
     }))
 }
 

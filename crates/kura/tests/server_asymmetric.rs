@@ -423,3 +423,49 @@ print("OK")
 "#;
     s.python_ok(&script(dir.path(), body), None);
 }
+
+#[test]
+fn boto3_re_encrypt_between_rsa_and_symmetric_keys() {
+    let s = Server::start();
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+rsa_a = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+rsa_b = kms.create_key(KeySpec="RSA_3072", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+sym = kms.create_key()["KeyMetadata"]["KeyId"]
+ctx = {"purpose": "move"}
+
+# symmetric -> RSA
+blob = kms.encrypt(KeyId=sym, Plaintext=b"secret", EncryptionContext=ctx)["CiphertextBlob"]
+r = kms.re_encrypt(CiphertextBlob=blob, SourceEncryptionContext=ctx, DestinationKeyId=rsa_a,
+                   DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+assert r["SourceEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT" and r["DestinationEncryptionAlgorithm"] == "RSAES_OAEP_SHA_256", r
+rsa_blob = r["CiphertextBlob"]
+assert kms.decrypt(CiphertextBlob=rsa_blob, KeyId=rsa_a, EncryptionAlgorithm="RSAES_OAEP_SHA_256")["Plaintext"] == b"secret"
+
+# RSA -> RSA
+r = kms.re_encrypt(CiphertextBlob=rsa_blob, SourceKeyId=rsa_a, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+                   DestinationKeyId=rsa_b, DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_1")
+assert r["SourceKeyId"].endswith(rsa_a) and r["KeyId"].endswith(rsa_b), r
+assert kms.decrypt(CiphertextBlob=r["CiphertextBlob"], KeyId=rsa_b, EncryptionAlgorithm="RSAES_OAEP_SHA_1")["Plaintext"] == b"secret"
+
+# RSA -> symmetric, with a destination context
+r = kms.re_encrypt(CiphertextBlob=rsa_blob, SourceKeyId=rsa_a, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+                   DestinationKeyId=sym, DestinationEncryptionContext={"purpose": "back"})
+assert r["SourceEncryptionAlgorithm"] == "RSAES_OAEP_SHA_256" and r["DestinationEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT", r
+assert kms.decrypt(CiphertextBlob=r["CiphertextBlob"], EncryptionContext={"purpose": "back"})["Plaintext"] == b"secret"
+
+# errors
+expect_error("ValidationException", kms.re_encrypt, CiphertextBlob=rsa_blob,
+             SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256", DestinationKeyId=sym)
+expect_error("ValidationException", kms.re_encrypt, CiphertextBlob=blob, SourceEncryptionContext=ctx,
+             DestinationKeyId=rsa_a, DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_1", DestinationEncryptionContext=ctx)
+expect_error("InvalidKeyUsageException", kms.re_encrypt, CiphertextBlob=blob, SourceEncryptionContext=ctx,
+             DestinationKeyId=rsa_a)
+expect_error("InvalidCiphertextException", kms.re_encrypt, CiphertextBlob=rsa_blob, SourceKeyId=rsa_a,
+             SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1", DestinationKeyId=sym)
+print("OK")
+"#
+    );
+    s.python_ok(&script, None);
+}

@@ -58,7 +58,7 @@ pub(crate) fn decrypt_key(
 fn check(
     kms: &Kms,
     caller: &Caller,
-    r: &Req,
+    algorithm: Option<&str>,
     k: &CachedKey,
     action: &str,
     ctx: &BTreeMap<String, String>,
@@ -76,7 +76,7 @@ fn check(
             ));
         }
     };
-    let (alg, name): (&'static OaepAlgorithm, &'static str) = match r.enum_str(MEMBER, NAMES)? {
+    let (alg, name): (&'static OaepAlgorithm, &'static str) = match algorithm {
         Some("RSAES_OAEP_SHA_1") => (&OAEP_SHA1_MGF1SHA1, "RSAES_OAEP_SHA_1"),
         Some("RSAES_OAEP_SHA_256") => (&OAEP_SHA256_MGF1SHA256, "RSAES_OAEP_SHA_256"),
         other => {
@@ -121,16 +121,24 @@ fn max_plaintext(size: usize, alg: &OaepAlgorithm) -> usize {
     size - 2 * hash_len - 2
 }
 
-/// Encrypt with asymmetric key `k` (`plaintext` already read, at most 4096 bytes).
-pub(crate) fn encrypt(
+/// The request's algorithm member (`EncryptionAlgorithm`, or ReEncrypt's source or
+/// destination one), checked against the names KMS knows.
+pub(crate) fn algorithm<'r>(r: &'r Req, member: &str) -> KmsResult<Option<&'r str>> {
+    r.enum_str(member, NAMES)
+}
+
+/// RSA-OAEP encryption of `plaintext` under `k` with `algorithm`, after the usage, context,
+/// state and policy checks for `action`. Returns the ciphertext and the algorithm's name.
+pub(crate) fn seal(
     kms: &Kms,
     caller: &Caller,
-    r: &Req,
     k: &CachedKey,
-    plaintext: &[u8],
+    algorithm: Option<&str>,
+    action: &str,
     ctx: &BTreeMap<String, String>,
-) -> KmsResult<Value> {
-    let (size, alg, name) = check(kms, caller, r, k, "kms:Encrypt", ctx)?;
+    plaintext: &[u8],
+) -> KmsResult<(Vec<u8>, &'static str)> {
+    let (size, alg, name) = check(kms, caller, algorithm, k, action, ctx)?;
     let max = max_plaintext(size, alg);
     if plaintext.len() > max {
         return Err(KmsError::new(
@@ -150,6 +158,51 @@ pub(crate) fn encrypt(
         .map_err(KmsError::internal)?
         .len();
     out.truncate(n);
+    Ok((out, name))
+}
+
+/// RSA-OAEP decryption under `k`; any failure to decrypt is InvalidCiphertext.
+pub(crate) fn open(
+    kms: &Kms,
+    caller: &Caller,
+    k: &CachedKey,
+    algorithm: Option<&str>,
+    action: &str,
+    ctx: &BTreeMap<String, String>,
+    ciphertext: &[u8],
+) -> KmsResult<(Zeroizing<Vec<u8>>, &'static str)> {
+    let (size, alg, name) = check(kms, caller, algorithm, k, action, ctx)?;
+    if ciphertext.len() != size {
+        return Err(KmsError::new(Kind::InvalidCiphertext, ""));
+    }
+    let key = OaepPrivateDecryptingKey::new(private_key(kms, k)?).map_err(KmsError::internal)?;
+    let mut out = Zeroizing::new(vec![0u8; key.min_output_size()]);
+    let n = key
+        .decrypt(alg, ciphertext, &mut out, None)
+        .map_err(|_| KmsError::new(Kind::InvalidCiphertext, ""))?
+        .len();
+    out.truncate(n);
+    Ok((out, name))
+}
+
+/// Encrypt with asymmetric key `k` (`plaintext` already read, at most 4096 bytes).
+pub(crate) fn encrypt(
+    kms: &Kms,
+    caller: &Caller,
+    r: &Req,
+    k: &CachedKey,
+    plaintext: &[u8],
+    ctx: &BTreeMap<String, String>,
+) -> KmsResult<Value> {
+    let (out, name) = seal(
+        kms,
+        caller,
+        k,
+        algorithm(r, MEMBER)?,
+        "kms:Encrypt",
+        ctx,
+        plaintext,
+    )?;
     Ok(json!({
         "CiphertextBlob": b64(&out),
         "KeyId": kms.key_arn(&k.doc.id),
@@ -166,17 +219,15 @@ pub(crate) fn decrypt(
     ciphertext: &[u8],
     ctx: &BTreeMap<String, String>,
 ) -> KmsResult<Value> {
-    let (size, alg, name) = check(kms, caller, r, k, "kms:Decrypt", ctx)?;
-    if ciphertext.len() != size {
-        return Err(KmsError::new(Kind::InvalidCiphertext, ""));
-    }
-    let key = OaepPrivateDecryptingKey::new(private_key(kms, k)?).map_err(KmsError::internal)?;
-    let mut out = Zeroizing::new(vec![0u8; key.min_output_size()]);
-    let n = key
-        .decrypt(alg, ciphertext, &mut out, None)
-        .map_err(|_| KmsError::new(Kind::InvalidCiphertext, ""))?
-        .len();
-    out.truncate(n);
+    let (out, name) = open(
+        kms,
+        caller,
+        k,
+        algorithm(r, MEMBER)?,
+        "kms:Decrypt",
+        ctx,
+        ciphertext,
+    )?;
     Ok(json!({
         "KeyId": kms.key_arn(&k.doc.id),
         "Plaintext": b64(&out),
