@@ -257,14 +257,34 @@ fn material_lengths(kms: &Kms, doc: &KeyDoc) -> KmsResult<(usize, usize)> {
         "HMAC_256" => Ok((32, 64)),
         "HMAC_384" => Ok((48, 128)),
         "HMAC_512" => Ok((64, 128)),
+        // A PKCS#8 private key (checked against the spec once unwrapped).
+        other if crate::asymmetric::Spec::parse(other).is_some() => Ok((1, 16_384)),
         other => Err(KmsError::new(
             Kind::UnsupportedOperation,
             format!(
-                "{} has KeySpec {other}; kura imports key material into SYMMETRIC_DEFAULT and HMAC keys only",
+                "{} has KeySpec {other}; kura imports key material into symmetric, HMAC, RSA and ECC keys only",
                 kms.key_arn(&doc.id)
             ),
         )),
     }
+}
+
+/// For asymmetric keys: the material must be a PKCS#8 private key of the key's spec.
+fn check_private_key(doc: &KeyDoc, material: &[u8]) -> KmsResult<()> {
+    let Some(spec) = crate::asymmetric::Spec::parse(&doc.key_spec) else {
+        return Ok(());
+    };
+    crate::asymmetric::Private::parse(spec, material)
+        .map(|_| ())
+        .map_err(|why| {
+            KmsError::new(
+                Kind::IncorrectKeyMaterial,
+                format!(
+                    "The imported key material is not a PKCS#8 private key for {}: {why}",
+                    doc.key_spec
+                ),
+            )
+        })
 }
 
 /// Refuses keys that cannot take imported material: not `EXTERNAL`, a spec kura cannot
@@ -415,6 +435,7 @@ pub(crate) fn import(kms: &Kms, r: &Req) -> KmsResult<Value> {
             ),
         ));
     }
+    check_private_key(&k.doc, &material)?;
     let mid = material_id(&id, &material);
     if let Some(w) = wanted_id
         && !ct_eq(w.as_bytes(), mid.as_bytes())

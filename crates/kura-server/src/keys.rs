@@ -177,7 +177,8 @@ pub(crate) fn create(kms: &Kms, r: &Req) -> KmsResult<Value> {
     };
     match origin {
         "AWS_KMS" => {}
-        "EXTERNAL" if spec == "SYMMETRIC_DEFAULT" => {}
+        // Material for any spec kura creates can be imported instead.
+        "EXTERNAL" => {}
         other => {
             return Err(KmsError::new(
                 Kind::UnsupportedOperation,

@@ -386,3 +386,62 @@ expect_error("IncorrectKeyMaterialException", kms.import_key_material, KeyId=a, 
         .arg(&script);
     ok(&c.output().unwrap());
 }
+
+#[test]
+fn boto3_imports_asymmetric_and_hmac_key_material() {
+    let s = Server::start();
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+import hashlib, hmac as hmac_mod
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+def wrap(params, material):
+    # RSA_AES_KEY_WRAP_SHA_256: an ephemeral AES key under RSA-OAEP, then RFC 5649.
+    wrapping = serialization.load_der_public_key(params["PublicKey"])
+    aes = os.urandom(32)
+    head = wrapping.encrypt(aes, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
+    return head + aes_key_wrap_with_padding(aes, material)
+
+def import_into(key_id, material):
+    p = kms.get_parameters_for_import(KeyId=key_id, WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec="RSA_4096")
+    return kms.import_key_material(KeyId=key_id, ImportToken=p["ImportToken"], EncryptedKeyMaterial=wrap(p, material),
+                                   ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+
+def pkcs8(k):
+    return k.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+# RSA signing key with our own private key
+local = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+k = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY", Origin="EXTERNAL")["KeyMetadata"]
+assert k["KeyState"] == "PendingImport", k
+expect_error("KMSInvalidStateException", kms.sign, KeyId=k["KeyId"], Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+import_into(k["KeyId"], pkcs8(local))
+assert kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] == "Enabled"
+pub = kms.get_public_key(KeyId=k["KeyId"])["PublicKey"]
+assert pub == local.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+sig = kms.sign(KeyId=k["KeyId"], Message=b"imported", SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256")["Signature"]
+local.public_key().verify(sig, b"imported", padding.PKCS1v15(), hashes.SHA256())
+
+# ECC key; material of the wrong type is refused
+local_ec = ec.generate_private_key(ec.SECP256R1())
+e = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+expect_error("IncorrectKeyMaterialException", import_into, e, pkcs8(local))
+expect_error("IncorrectKeyMaterialException", import_into, e, pkcs8(ec.generate_private_key(ec.SECP384R1())))
+import_into(e, pkcs8(local_ec))
+sig = kms.sign(KeyId=e, Message=b"ec", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+local_ec.public_key().verify(sig, b"ec", ec.ECDSA(hashes.SHA256()))
+
+# HMAC key with our own secret
+h = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC", Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+secret = os.urandom(32)
+import_into(h, secret)
+mac = kms.generate_mac(KeyId=h, Message=b"msg", MacAlgorithm="HMAC_SHA_256")["Mac"]
+assert mac == hmac_mod.new(secret, b"msg", hashlib.sha256).digest()
+print("OK")
+"#
+    );
+    s.python_ok(&script, None);
+}
