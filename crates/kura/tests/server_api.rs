@@ -282,3 +282,32 @@ fn dev_mode_listens_on_loopback_only() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("loopback only"), "{err}");
 }
+
+#[test]
+fn the_dev_banner_is_enough_for_the_aws_cli() {
+    let s = Server::start();
+    let names: Vec<&str> = s.exports.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION"
+        ]
+    );
+    let env = server::py();
+    let mut c = env.command(env.aws_cli());
+    c.envs(s.exports.iter().map(|(k, v)| (k, v)));
+    c.args([
+        "--endpoint-url",
+        &s.endpoint,
+        "kms",
+        "create-key",
+        "--query",
+        "KeyMetadata.KeyState",
+        "--output",
+        "text",
+    ]);
+    assert_eq!(ok(&c.output().unwrap()).trim(), "Enabled");
+}

@@ -57,7 +57,8 @@ fn export_lines(c: &Credentials, region: Option<&str>) -> String {
         c.access_key_id, c.secret_access_key
     );
     if let Some(r) = region {
-        s.push_str(&format!(" AWS_REGION={r}"));
+        // AWS CLI v1 reads AWS_DEFAULT_REGION, the SDKs and CLI v2 AWS_REGION.
+        s.push_str(&format!(" AWS_REGION={r} AWS_DEFAULT_REGION={r}"));
     }
     s
 }

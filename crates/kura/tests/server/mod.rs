@@ -19,6 +19,8 @@ pub(crate) struct Server {
     pub(crate) access_key_id: String,
     pub(crate) secret: String,
     pub(crate) data_dir: PathBuf,
+    /// The variables the banner's `export` line sets.
+    pub(crate) exports: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -69,6 +71,7 @@ impl Server {
         let mut lines = BufReader::new(stdout).lines();
         let (mut akid, mut secret) = (String::new(), String::new());
         let mut endpoint = format!("http://127.0.0.1:{port}");
+        let mut exports = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "server did not print its banner");
@@ -80,6 +83,13 @@ impl Server {
             };
             if let Some(rest) = line.strip_prefix("kura KMS listening on ") {
                 endpoint = rest.split_whitespace().next().unwrap().to_string();
+            }
+            if let Some(rest) = line.strip_prefix("export ") {
+                exports = rest
+                    .split_whitespace()
+                    .filter_map(|w| w.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
             }
             for word in line.split_whitespace() {
                 if let Some(v) = word.strip_prefix("AWS_ACCESS_KEY_ID=") {
@@ -105,6 +115,7 @@ impl Server {
             access_key_id: akid,
             secret,
             data_dir: data_dir.to_path_buf(),
+            exports,
             _dir: None,
         }
     }
