@@ -78,6 +78,19 @@ pub enum Error {
     /// Rotation kept losing races against other processes.
     #[error("the keystore kept changing under {0}; another process is rotating keys, try again")]
     Contention(&'static str),
+    /// A legacy AES-128-CBC key is not 32 hex digits or base64 of 16 bytes.
+    #[error("invalid legacy key: {0}")]
+    LegacyKey(String),
+    /// A legacy value is not text of the format it was read as, or is too short to hold
+    /// an IV and a block.
+    #[error("invalid legacy value: {0}")]
+    LegacyValue(String),
+    /// A value is no kura envelope (raw or base64 text), and no legacy key was given.
+    #[error(
+        "the value is neither a kura record envelope (raw bytes starting with \"KRE\" and version 1, or base64 text of one) \
+         nor readable as a legacy value: no legacy key and format were given"
+    )]
+    UnrecognisedValue,
     /// The keystore failed.
     #[error(transparent)]
     Store(#[from] kura_store::Error),

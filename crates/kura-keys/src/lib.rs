@@ -11,6 +11,19 @@
 //! - [`config`]: TOML file, environment and flags resolved into [`config::Settings`].
 //! - [`Status`]: what `kura status` shows. It holds ids, states, timestamps and sources,
 //!   never a key.
+//! - [`Vault`]: the API for applications: [`Vault::from_config`] opens the keystore
+//!   configured as for the CLI, [`Vault::seal`] and [`Vault::open`] handle record
+//!   envelopes, and [`Vault::open_any`] also reads legacy AES-128-CBC values.
+//!
+//! ## Using kura from an application
+//!
+//! ```text
+//! cargo run -p kura-keys --example seal_open
+//! ```
+//!
+//! runs `examples/seal_open.rs`: it creates a throwaway keystore with a generated master
+//! key, seals values from 8 threads sharing one [`Vault`], opens them, and reads a legacy
+//! AES-128-CBC value with the dual reader.
 //!
 //! Plaintext keys exist only in memory, in zeroizing types; the keystore sees wrapped
 //! blobs. A configured previous master key is tried when the current one did not wrap the
@@ -23,6 +36,7 @@ pub mod config;
 mod error;
 mod keyring;
 pub mod master_key;
+mod vault;
 
 pub use error::Error;
 pub use keyring::{
@@ -30,3 +44,4 @@ pub use keyring::{
     OpenReport, REFRESH_SECS, Status,
 };
 pub use master_key::{LocalMasterKey, MasterKey};
+pub use vault::{LEGACY_KEY_LEN, LegacyFormat, LegacyKey, Origin, Vault};

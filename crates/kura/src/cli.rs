@@ -74,6 +74,10 @@ pub enum Command {
     Encrypt(CryptArgs),
     /// Decrypt a kura stream.
     Decrypt(CryptArgs),
+    /// Seal one value from stdin into a record envelope on stdout.
+    Seal(SealArgs),
+    /// Open one record envelope (or, with a legacy key, a legacy value) from stdin.
+    Open(OpenArgs),
     /// Measure kura against a baseline in the same run: the formats against raw
     /// AES-256-GCM, or the KMS server against a bare HTTP server.
     Bench(BenchArgs),
@@ -163,9 +167,56 @@ pub struct CryptArgs {
     /// success.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// The encryption context.
+    #[command(flatten)]
+    pub context: ContextArgs,
+}
+
+/// `--context KEY=VALUE`, repeatable (each key once).
+#[derive(Debug, Args)]
+pub struct ContextArgs {
     /// Encryption context pair bound to the data; decryption must give the same pairs.
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_pair)]
-    pub context: Vec<(String, String)>,
+    pub pairs: Vec<(String, String)>,
+}
+
+/// `kura seal`.
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The encryption context.
+    #[command(flatten)]
+    pub context: ContextArgs,
+    /// Write the envelope as base64 text and a newline instead of raw bytes.
+    #[arg(long)]
+    pub base64: bool,
+}
+
+/// `kura open`.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// The encryption context.
+    #[command(flatten)]
+    pub context: ContextArgs,
+    /// The input is base64 text (a trailing newline is ignored).
+    #[arg(long)]
+    pub base64: bool,
+    /// File holding a legacy AES-128 key (32 hex digits or base64): input that is not an
+    /// envelope is then read as a legacy value.
+    #[arg(long, value_name = "FILE", requires = "legacy_format")]
+    pub legacy_key_file: Option<PathBuf>,
+    /// How legacy values are stored: text of the 16-byte IV followed by the AES-128-CBC
+    /// (PKCS#7) ciphertext.
+    #[arg(long, value_enum, requires = "legacy_key_file")]
+    pub legacy_format: Option<LegacyFormatArg>,
+}
+
+/// `--legacy-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LegacyFormatArg {
+    /// base64(IV ‖ ciphertext).
+    Base64IvCt,
+    /// hex(IV ‖ ciphertext).
+    HexIvCt,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

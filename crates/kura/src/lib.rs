@@ -41,6 +41,8 @@ pub fn run() -> ExitCode {
         Command::DataKey(a) => cmd::admin::data_key(&cli, a),
         Command::Encrypt(a) => cmd::crypt::encrypt(&cli, a),
         Command::Decrypt(a) => cmd::crypt::decrypt(&cli, a),
+        Command::Seal(a) => cmd::seal::seal(&cli, a),
+        Command::Open(a) => cmd::seal::open(&cli, a),
         Command::Bench(a) => cmd::bench::run(&cli, a),
         Command::Server(a) => cmd::server::run(&cli, a),
         Command::User(a) => cmd::server::user(&cli, a),

@@ -12,22 +12,12 @@ use std::io::Write;
 use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
-use kura_format::{EncryptionContext, stream};
+use kura_format::stream;
 use kura_store::atomic::AtomicFile;
 
 use crate::cli::{Cli, CryptArgs};
+use crate::cmd::context;
 use crate::env;
-
-fn context(a: &CryptArgs) -> Result<EncryptionContext> {
-    let mut ctx = EncryptionContext::new();
-    for (k, v) in &a.context {
-        if ctx.iter().any(|(key, _)| key == k) {
-            anyhow::bail!("--context {k}=… is given twice; each key may appear once");
-        }
-        ctx.insert(k.clone(), v.clone());
-    }
-    Ok(ctx)
-}
 
 /// The input: a file, or stdin as a plain file descriptor (no extra buffering).
 fn input(a: &CryptArgs) -> Result<File> {
@@ -81,7 +71,7 @@ fn with_output(a: &CryptArgs, work: impl FnOnce(&File, bool) -> Result<u64>) -> 
 
 pub(crate) fn encrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
     let (k, _, _) = env::open(cli)?;
-    let sealer = k.stream_sealer(&context(a)?)?;
+    let sealer = k.stream_sealer(&context(&a.context)?)?;
     let inp = input(a)?;
     with_output(a, |out, positioned| {
         Ok(if positioned && seekable(&inp) {
@@ -95,7 +85,7 @@ pub(crate) fn encrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
 
 pub(crate) fn decrypt(cli: &Cli, a: &CryptArgs) -> Result<()> {
     let (k, _, _) = env::open(cli)?;
-    let ctx = context(a)?;
+    let ctx = context(&a.context)?;
     let inp = input(a)?;
     let what = a
         .input
