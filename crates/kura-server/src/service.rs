@@ -89,6 +89,11 @@ impl Kms {
         }
     }
 
+    /// The keystore underneath (e.g. for the node registry of `kura server`).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     /// The current time (Unix seconds).
     pub(crate) fn now(&self) -> i64 {
         self.clock.now()

@@ -78,7 +78,19 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<Vec<Object>, Error>;
 
     /// Applies `changes` in one transaction: all or none.
-    fn apply(&self, changes: &[ObjectChange]) -> Result<(), Error>;
+    fn apply(&self, changes: &[ObjectChange]) -> Result<(), Error> {
+        self.apply_with(changes, true)
+    }
+
+    /// Applies `changes` like [`ObjectStore::apply`] without bumping the generation: for
+    /// bookkeeping no cache needs to notice (node heartbeats), so caches are not dropped
+    /// every few seconds.
+    fn apply_quiet(&self, changes: &[ObjectChange]) -> Result<(), Error> {
+        self.apply_with(changes, false)
+    }
+
+    /// Applies `changes` in one transaction, bumping the generation if `bump`.
+    fn apply_with(&self, changes: &[ObjectChange], bump: bool) -> Result<(), Error>;
 
     /// A number bumped by every [`ObjectStore::apply`] (for caches to notice other writers).
     fn objects_generation(&self) -> Result<u64, Error>;

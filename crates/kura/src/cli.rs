@@ -85,6 +85,9 @@ pub enum Command {
     Server(ServerArgs),
     /// Manage the users (access keys) of the KMS server.
     User(UserArgs),
+    /// Re-encrypt legacy AES-128-CBC columns of an SQLite application database into kura
+    /// record envelopes (AES-256-GCM), in place, after an online backup.
+    MigrateEncryption(MigrateArgs),
 }
 
 /// `kura keygen`.
@@ -298,4 +301,41 @@ pub enum BenchMode {
     /// The KMS server over HTTP (16 keep-alive connections sending SigV4-signed Encrypt
     /// requests) against a bare HTTP server that does no work; all on 127.0.0.1.
     Server,
+}
+
+/// `kura migrate-encryption`.
+///
+/// Each value is sealed with the encryption context {"table": T, "column": C, "id": <row
+/// id as text>}: an envelope copied to another row or column does not open there.
+/// Settings may also come from a YAML file (`-d FILE`, keys `database`, `table`,
+/// `id_column`, `columns`, `legacy_key_file`, `legacy_format`); flags win.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// YAML file with the migration settings (flags given as well win).
+    #[arg(short = 'd', long = "internal-db-creds", value_name = "FILE")]
+    pub internal_db_creds: Option<PathBuf>,
+    /// The SQLite application database.
+    #[arg(long, value_name = "PATH")]
+    pub database: Option<PathBuf>,
+    /// The table holding the encrypted columns (letters, digits, underscore).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// The table's unique row id column; rows are migrated in its order.
+    #[arg(long)]
+    pub id_column: Option<String>,
+    /// An encrypted column (repeatable).
+    #[arg(long = "column", value_name = "C")]
+    pub columns: Vec<String>,
+    /// File holding the legacy AES-128 key (32 hex digits or base64).
+    #[arg(long, value_name = "FILE")]
+    pub legacy_key_file: Option<PathBuf>,
+    /// How legacy values are stored [default: base64-iv-ct].
+    #[arg(long, value_enum)]
+    pub legacy_format: Option<LegacyFormatArg>,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Skip the check that no kura server on this keystore is alive.
+    #[arg(long)]
+    pub online: bool,
 }

@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_server;
 pub(crate) mod crypt;
 pub(crate) mod keygen;
+pub(crate) mod migrate;
 pub(crate) mod seal;
 pub(crate) mod server;
 

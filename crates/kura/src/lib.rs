@@ -9,6 +9,7 @@
 pub mod cli;
 mod cmd;
 mod env;
+mod nodes;
 mod output;
 
 use std::process::ExitCode;
@@ -46,6 +47,7 @@ pub fn run() -> ExitCode {
         Command::Bench(a) => cmd::bench::run(&cli, a),
         Command::Server(a) => cmd::server::run(&cli, a),
         Command::User(a) => cmd::server::user(&cli, a),
+        Command::MigrateEncryption(a) => cmd::migrate::run(&cli, a),
     };
     if let Some(m) = kura_sys::take_mlock_refusal() {
         tracing::warn!("{m}");

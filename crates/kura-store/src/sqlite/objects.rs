@@ -109,7 +109,7 @@ impl ObjectStore for SqliteKeystore {
         Ok(out)
     }
 
-    fn apply(&self, changes: &[ObjectChange]) -> Result<(), Error> {
+    fn apply_with(&self, changes: &[ObjectChange], bump: bool) -> Result<(), Error> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -178,11 +178,13 @@ impl ObjectStore for SqliteKeystore {
                 }
             }
         }
-        tx.execute(
-            "UPDATE meta SET objects_generation = objects_generation + 1 WHERE id = 1",
-            [],
-        )
-        .map_err(|e| self.db(e))?;
+        if bump {
+            tx.execute(
+                "UPDATE meta SET objects_generation = objects_generation + 1 WHERE id = 1",
+                [],
+            )
+            .map_err(|e| self.db(e))?;
+        }
         tx.commit().map_err(|e| self.db(e))
     }
 
@@ -267,6 +269,16 @@ mod tests {
             c.pragma_update(None, "user_version", 1).unwrap();
         }
         let s = SqliteKeystore::open(&path).unwrap();
+        s.apply(&[create("k", "a", "{}")]).unwrap();
+        assert_eq!(s.objects_generation().unwrap(), 1);
+    }
+
+    #[test]
+    fn quiet_writes_leave_the_generation_alone() {
+        let (_d, s) = store();
+        s.apply_quiet(&[create("node", "n1", "{}")]).unwrap();
+        assert_eq!(s.objects_generation().unwrap(), 0);
+        assert!(s.get("node", "n1").unwrap().is_some());
         s.apply(&[create("k", "a", "{}")]).unwrap();
         assert_eq!(s.objects_generation().unwrap(), 1);
     }

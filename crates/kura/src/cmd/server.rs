@@ -174,6 +174,18 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
     rt.block_on(async move {
         let listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on {}", a.listen))?;
         let local = listener.local_addr()?;
+        // Register this node in the keystore (see `crate::nodes`), heartbeat every 5 s.
+        let store = kms.store();
+        let node_id = crate::nodes::new_node_id()?;
+        let mut node = crate::nodes::NodeInfo::new(local.to_string());
+        {
+            let store = store.clone();
+            let id = node_id.clone();
+            let mut n = node.clone();
+            tokio::task::spawn_blocking(move || crate::nodes::heartbeat(&*store, &id, &mut n))
+                .await
+                .context("node registration")??;
+        }
         let scheme = if a.tls_cert.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://{local}");
         tracing::info!(%endpoint, region = %id.region, "kura KMS server listening");
@@ -188,6 +200,27 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         }
         print!("{banner}");
         std::io::stdout().flush()?;
+        let heart = {
+            let store = store.clone();
+            let id = node_id.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::nodes::HEARTBEAT);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let (store, id, mut n) = (store.clone(), id.clone(), node.clone());
+                    match tokio::task::spawn_blocking(move || {
+                        crate::nodes::heartbeat(&*store, &id, &mut n).map(|()| n)
+                    })
+                    .await
+                    {
+                        Ok(Ok(n)) => node = n,
+                        Ok(Err(e)) => tracing::warn!(error = %e, "node heartbeat failed"),
+                        Err(e) => tracing::warn!(error = %e, "node heartbeat failed"),
+                    }
+                }
+            })
+        };
         let sweeper = {
             let kms = kms.clone();
             tokio::spawn(async move {
@@ -212,6 +245,13 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
             }
         }
         sweeper.abort();
+        heart.abort();
+        let id = node_id.clone();
+        match tokio::task::spawn_blocking(move || crate::nodes::deregister(&*store, &id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not remove this node from the registry"),
+            Err(e) => tracing::warn!(error = %e, "could not remove this node from the registry"),
+        }
         tracing::info!("kura KMS server stopped");
         Ok(())
     })
