@@ -305,7 +305,7 @@ pub enum BenchMode {
 
 /// `kura migrate-encryption`.
 ///
-/// Each value is sealed with the encryption context {"table": T, "column": C, "id": <row
+/// Each value is sealed with the encryption context {"table": T, "column": C, "row": <row
 /// id as text>}: an envelope copied to another row or column does not open there.
 /// Settings may also come from a YAML file (`-d FILE`, keys `database`, `table`,
 /// `id_column`, `columns`, `legacy_key_file`, `legacy_format`); flags win.

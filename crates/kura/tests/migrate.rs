@@ -82,7 +82,7 @@ fn ctx(col: &str, id: i64) -> EncryptionContext {
     let mut c = EncryptionContext::new();
     c.insert("table", "accounts");
     c.insert("column", col);
-    c.insert("id", id.to_string());
+    c.insert("row", id.to_string());
     c
 }
 
@@ -205,7 +205,7 @@ fn migrates_binds_context_backs_up_and_is_idempotent() {
                 "--context",
                 "column=card",
                 "--context",
-                "id=5",
+                "row=5",
             ],
             format!("{card5}\n").as_bytes(),
         )
@@ -227,7 +227,7 @@ fn migrates_binds_context_backs_up_and_is_idempotent() {
             "--context",
             "column=card",
             "--context",
-            "id=6",
+            "row=6",
         ],
         format!("{card5}\n").as_bytes(),
     )

@@ -1,7 +1,7 @@
 //! `kura migrate-encryption`: re-encrypts legacy AES-128-CBC columns of an SQLite
 //! application database into kura record envelopes (AES-256-GCM), in place.
 //!
-//! Each value is sealed with the encryption context `{"table": T, "column": C, "id": <row
+//! Each value is sealed with the encryption context `{"table": T, "column": C, "row": <row
 //! id as text>}`, so an envelope moved to another row or column no longer opens. Before
 //! any change the database is copied with SQLite's online backup API to
 //! `<db>.pre-kura-migration-<unix time>.bak`. Rows are visited in id order, one
@@ -293,7 +293,7 @@ pub(crate) fn run(cli: &Cli, a: &MigrateArgs) -> Result<()> {
                 let mut ctx = EncryptionContext::new();
                 ctx.insert("table", p.table.as_str());
                 ctx.insert("column", name.as_str());
-                ctx.insert("id", id_s.as_str());
+                ctx.insert("row", id_s.as_str());
                 match migrate_value(&vault, (&key, p.legacy_format), &ctx, v) {
                     Outcome::Empty => sum.empty += 1,
                     Outcome::Already => sum.already_migrated += 1,
