@@ -3,7 +3,7 @@
 //! shutdown. `kura migrate-encryption` refuses to run while a node heartbeated within
 //! [`LIVE_WINDOW_SECS`].
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kura_store::{ObjectChange, ObjectStore};
 use serde::{Deserialize, Serialize};
@@ -27,10 +27,8 @@ pub(crate) struct NodeInfo {
 }
 
 pub(crate) fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    use kura_keys::clock::Clock;
+    kura_keys::clock::SystemClock.now()
 }
 
 /// A random node id (16 hex digits).
