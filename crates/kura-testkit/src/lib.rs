@@ -356,6 +356,32 @@ pub fn dir_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// `GET path` on 127.0.0.1:`port` over plain HTTP/1.0: the status code and the body.
+/// Connecting and each read or write time out after a few seconds.
+pub fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut words = head.split_whitespace();
+    let status = match (words.next(), words.next()) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => code.parse().ok(),
+        _ => None,
+    };
+    let status = status.ok_or_else(|| io::Error::other("the answer is not an HTTP response"))?;
+    Ok((status, body.to_string()))
+}
+
 /// A TCP port that was free on 127.0.0.1 a moment ago (bound to port 0, then released).
 /// Another process may take it before the caller binds it: servers started on it should be
 /// retried on a new port if they fail to bind.

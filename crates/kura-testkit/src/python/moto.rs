@@ -115,27 +115,5 @@ impl Drop for MotoServer {
 
 /// Whether `GET path` on 127.0.0.1:`port` answers with status 200.
 pub(super) fn http_get_ok(port: u16, path: &str) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let timeout = Some(Duration::from_secs(2));
-    if s.set_read_timeout(timeout).is_err() || s.set_write_timeout(timeout).is_err() {
-        return false;
-    }
-    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = Vec::new();
-    let mut buf = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 1024 {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let mut words = line.split_whitespace();
-    words.next().is_some_and(|v| v.starts_with("HTTP/1.")) && words.next() == Some("200")
+    crate::http_get(port, path).is_ok_and(|(status, _)| status == 200)
 }

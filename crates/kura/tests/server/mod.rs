@@ -218,17 +218,8 @@ def expect_error(code, f, *a, **k):
 
 /// `GET path` on a plain-HTTP server; the body of a 200 answer.
 pub(crate) fn http_get(endpoint: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = endpoint.strip_prefix("http://").unwrap();
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = String::new();
-    c.read_to_string(&mut r).unwrap();
-    let (head, body) = r.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
+    let port: u16 = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let (status, body) = kura_testkit::http_get(port, path).unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
 }
