@@ -194,32 +194,9 @@ fn migrates_binds_context_backs_up_and_is_idempotent() {
     }
     // Through the CLI as well.
     let card5 = after[4].1.clone().unwrap();
-    let out = sb
-        .kura_stdin(
-            &key,
-            &[
-                "open",
-                "--base64",
-                "--context",
-                "table=accounts",
-                "--context",
-                "column=card",
-                "--context",
-                "row=5",
-            ],
-            format!("{card5}\n").as_bytes(),
-        )
-        .ok()
-        .stdout;
-    assert_eq!(out, plain("card", 5).as_bytes());
-
-    // Swapped between rows or columns, envelopes no longer open.
-    let env5 = STANDARD.decode(&card5).unwrap();
-    assert!(vault.open(&env5, &ctx("card", 6)).is_err());
-    assert!(vault.open(&env5, &ctx("ssn", 5)).is_err());
-    sb.kura_stdin(
-        &key,
-        &[
+    let open_card_as_row = |row: &str| {
+        let row_ctx = format!("row={row}");
+        let args = [
             "open",
             "--base64",
             "--context",
@@ -227,11 +204,18 @@ fn migrates_binds_context_backs_up_and_is_idempotent() {
             "--context",
             "column=card",
             "--context",
-            "row=6",
-        ],
-        format!("{card5}\n").as_bytes(),
-    )
-    .fails_with(&["decryption failed"]);
+            &row_ctx,
+        ];
+        sb.kura_stdin(&key, &args, format!("{card5}\n").as_bytes())
+    };
+    let out = open_card_as_row("5").ok().stdout;
+    assert_eq!(out, plain("card", 5).as_bytes());
+
+    // Swapped between rows or columns, envelopes no longer open.
+    let env5 = STANDARD.decode(&card5).unwrap();
+    assert!(vault.open(&env5, &ctx("card", 6)).is_err());
+    assert!(vault.open(&env5, &ctx("ssn", 5)).is_err());
+    open_card_as_row("6").fails_with(&["decryption failed"]);
 
     // A re-run changes nothing: all already migrated (and row 777 still fails).
     std::thread::sleep(std::time::Duration::from_millis(1100));
