@@ -208,7 +208,19 @@ impl Kms {
 
     /// The user name of access key `akid`, if it exists.
     pub(crate) fn user_of(&self, akid: &str) -> KmsResult<Option<String>> {
-        Ok(self.lookup(akid)?.map(|(u, _)| u))
+        // Right after a signature check the key is cached: take the name without copying
+        // the secret again.
+        let cached = self
+            .users
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(akid)
+            .map(|(u, _)| u.clone());
+        match cached {
+            Some(u) => Ok(Some(u)),
+            None => Ok(self.lookup(akid)?.map(|(u, _)| u)),
+        }
     }
 }
 
