@@ -17,6 +17,8 @@
 //! - [`python`]: the real Python AWS clients (boto3, the AWS CLI v1, moto in server mode,
 //!   the AWS Encryption SDK) at pinned versions, in a virtualenv cached in the target
 //!   directory ([`python_env`]), and a [`MotoServer`] to compare kura against.
+//! - [`postgres`]: a throwaway PostgreSQL 15 server ([`PgServer`]) on 127.0.0.1, stopped
+//!   and removed on drop, or by its watchdog if the test process dies.
 //!
 //! Replaying a seed replays the delays and the generated data, not the scheduler: a crash
 //! test is a random search, and a seed narrows a failure down rather than reproducing it
@@ -24,8 +26,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod postgres;
 pub mod python;
 
+pub use postgres::PgServer;
 pub use python::{MotoServer, PythonEnv, python_env, with_aws_credentials};
 
 use std::ffi::OsStr;

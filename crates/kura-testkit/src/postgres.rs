@@ -1,0 +1,807 @@
+//! A throwaway PostgreSQL 15 server for tests: [`PgServer`].
+//!
+//! [`PgServer::start`] makes a fresh directory (`kura-pg-<pid>-<n>` in the system temporary
+//! directory, or in a directory given to [`PgServer::start_in`]), runs `initdb` in it (trust
+//! authentication, superuser `postgres`, UTF-8, locale C, no fsync) and starts the server
+//! with `pg_ctl` on a free port of 127.0.0.1 (TCP on loopback only; its Unix socket lives in
+//! the directory too), tuned for tests: `fsync`, `full_page_writes` and
+//! `synchronous_commit` off. Connect to [`PgServer::url`], or make a database per test with
+//! [`PgServer::create_database`].
+//!
+//! # Binaries
+//! The PostgreSQL 15 programs are taken from [`PG_BIN_DIR`] (Debian's layout). When they are
+//! missing, the Debian package `postgresql-15` is installed with `apt-get` (as root; after an
+//! `apt-get update` if the first attempt fails). If that fails too, [`PgServer::start`]
+//! returns an error saying so: nothing is skipped.
+//!
+//! # Root
+//! PostgreSQL refuses to run as root. When the effective uid is 0, `initdb` and `pg_ctl` run
+//! as the `postgres` user (`runuser -u postgres --`) and the server's directory is handed to
+//! it (`chown -R postgres:`); the directory given to [`PgServer::start_in`] must then be one
+//! the `postgres` user can reach (the system temporary directory always is).
+//!
+//! # Stopping
+//! Dropping a [`PgServer`] stops it (`pg_ctl stop -m immediate`, then SIGKILL to the
+//! postmaster if it is somehow still there) and removes its directory; [`PgServer::stop`]
+//! does the same and reports errors. For the cases where `Drop` never runs (the test process
+//! is killed, calls `exit`, or keeps the server in a `static`), every server has a watchdog:
+//! a small `sh` process, in a process group of its own and deaf to SIGINT and SIGHUP, that
+//! waits for end-of-file on a pipe whose only writer is the test process. The kernel closes
+//! that pipe when the test process dies, however it dies; the watchdog then stops the server
+//! and removes its directory. A normal drop kills the watchdog (by its handle) first.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// Where the PostgreSQL 15 programs (`initdb`, `pg_ctl`, `psql`, `postgres`) are looked for.
+pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+/// The Debian package installed when they are missing.
+pub const PG_PACKAGE: &str = "postgresql-15";
+/// How long `pg_ctl` may wait for the server to start, or to stop.
+pub const PG_CTL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The superuser made by `initdb` (trust authentication: no password).
+pub const SUPERUSER: &str = "postgres";
+
+/// The programs that must be in [`PG_BIN_DIR`].
+const PROGRAMS: [&str; 4] = ["initdb", "pg_ctl", "psql", "postgres"];
+/// How many ports a start tries when another process takes the free port first.
+const START_ATTEMPTS: u32 = 3;
+/// The longest path of a Unix socket (`sun_path` holds 108 bytes, the last one a NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// The watchdog: waits for end-of-file on its stdin (the test process died, or dropped the
+/// server without killing it first), then runs the stop command given as its arguments and
+/// removes the server's directory (`$1`).
+const WATCHDOG: &str = r#"trap '' HUP INT QUIT PIPE
+base=$1
+shift
+while read -r line; do :; done
+"$@" >/dev/null 2>&1
+rm -rf -- "$base"
+"#;
+
+/// A PostgreSQL 15 server of its own, on 127.0.0.1, stopped and removed on drop; see the
+/// [module docs](self).
+#[derive(Debug)]
+pub struct PgServer {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    /// Run `initdb` and `pg_ctl` as the `postgres` user (this process is root).
+    as_postgres: bool,
+    /// The watchdog; its stdin is the pipe whose end-of-file sets it off.
+    watchdog: Option<Child>,
+    /// Stopped and removed already ([`PgServer::stop`]).
+    stopped: bool,
+}
+
+impl PgServer {
+    /// Starts a server in a fresh directory under [`std::env::temp_dir`]: `initdb`, then
+    /// `pg_ctl start` on a free port of 127.0.0.1, waiting until it accepts connections. A
+    /// port taken by another process in between is retried with a new one. Installs
+    /// PostgreSQL 15 first if it is missing (see the [module docs](self)).
+    ///
+    /// Errors say what failed, with the end of the server's log when it got that far.
+    pub fn start() -> io::Result<Self> {
+        Self::start_in(&std::env::temp_dir())
+    }
+
+    /// [`PgServer::start`], with the server's directory made in `parent` (which must exist,
+    /// and be reachable by the `postgres` user when this process is root). The path of the
+    /// server's socket, `<parent>/kura-pg-<pid>-<n>/socket/.s.PGSQL.<port>`, must fit in
+    /// 107 bytes.
+    pub fn start_in(parent: &Path) -> io::Result<Self> {
+        let bin = pg_bin_dir()?;
+        let as_postgres = effective_uid()? == 0;
+        let dir = make_dir(parent)?;
+        let socket = dir.join("socket");
+        let longest = socket.join(".s.PGSQL.65535");
+        if longest.as_os_str().len() > MAX_SOCKET_PATH {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "kura-testkit: {} is too long for a Unix socket path (at most \
+                     {MAX_SOCKET_PATH} bytes); start the server in a directory with a shorter \
+                     path",
+                    longest.display()
+                ),
+            ));
+        }
+        // From here on, dropping `server` stops whatever was started and removes `dir`.
+        let mut server = Self {
+            bin,
+            dir,
+            port: 0,
+            as_postgres,
+            watchdog: None,
+            stopped: false,
+        };
+        if let Err(e) = fs::create_dir(&socket) {
+            return Err(context(e, "creating", &socket));
+        }
+        server.watchdog = Some(server.spawn_watchdog()?);
+        if as_postgres {
+            let mut chown = Command::new("chown");
+            chown
+                .arg("-R")
+                .arg(format!("{SUPERUSER}:"))
+                .arg(&server.dir);
+            let shown = format!("chown -R {SUPERUSER}: {}", server.dir.display());
+            check(&shown, run(&mut chown, &shown)?, "")?;
+        }
+        server.initdb()?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match server.try_start() {
+                Ok(()) => return Ok(server),
+                Err((e, true)) if attempt < START_ATTEMPTS => {
+                    eprintln!("kura-testkit: {e}\nkura-testkit: retrying on another port");
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// The URL of the `postgres` database, as the superuser:
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        self.database_url("postgres")
+    }
+
+    /// The URL of the database `name` (which [`PgServer::create_database`] made, say).
+    pub fn database_url(&self, name: &str) -> String {
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The port the server listens on (on 127.0.0.1 only).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's directory: `data` (the cluster), `socket`, `server.log`. Removed when
+    /// the server stops.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cluster's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The directory of the PostgreSQL programs this server runs.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The end of the server's log.
+    pub fn log_tail(&self) -> String {
+        file_tail(&self.log_path())
+    }
+
+    /// Makes the database `name` (1 to 63 ASCII letters, digits, `_` or `-`) and returns
+    /// its URL.
+    pub fn create_database(&self, name: &str) -> io::Result<String> {
+        let valid = (1..=63).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "kura-testkit: {name:?} is not a database name for tests (1 to 63 ASCII \
+                     letters, digits, '_' or '-')"
+                ),
+            ));
+        }
+        let sql = format!("CREATE DATABASE \"{name}\"");
+        let mut psql = self.psql("postgres");
+        psql.args(["-q", "-c", &sql]);
+        let shown = format!("psql -p {} -c '{sql}'", self.port);
+        check(&shown, run(&mut psql, &shown)?, "")?;
+        Ok(self.database_url(name))
+    }
+
+    /// A `psql` command (from the server's own binaries) connected to the database
+    /// `database` as the superuser, over TCP to 127.0.0.1: `-X` (no psqlrc),
+    /// `-v ON_ERROR_STOP=1`, no password prompt; every `PG*` variable removed. Add `-c`,
+    /// `-f`, `-At` and the like.
+    pub fn psql(&self, database: &str) -> Command {
+        let mut c = clean_command(self.bin.join("psql"));
+        c.args(["-X", "-w", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", SUPERUSER, "-d", database])
+            .env("PGCONNECT_TIMEOUT", "10");
+        c
+    }
+
+    /// Stops the server (`pg_ctl stop -m immediate`) and removes its directory, like
+    /// dropping it, but reporting errors.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.shutdown()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// `program` from the binaries, run as the `postgres` user when this process is root,
+    /// with the `PG*` variables removed and the server's directory as working directory
+    /// (the caller's may be one `postgres` cannot enter).
+    fn server_command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        let mut c = if self.as_postgres {
+            let mut c = clean_command(runuser());
+            c.args(["-u", SUPERUSER, "--"]).arg(program);
+            c
+        } else {
+            clean_command(program)
+        };
+        c.current_dir(&self.dir);
+        c
+    }
+
+    /// `pg_ctl stop -m immediate -D <data> -w -t <timeout>`.
+    fn stop_command(&self) -> Command {
+        let mut c = self.server_command("pg_ctl");
+        c.args(["stop", "-m", "immediate", "-w", "-t"])
+            .arg(PG_CTL_TIMEOUT.as_secs().to_string())
+            .arg("-D")
+            .arg(self.data_dir());
+        c
+    }
+
+    fn spawn_watchdog(&self) -> io::Result<Child> {
+        let stop = self.stop_command();
+        let mut c = Command::new("sh");
+        c.args(["-c", WATCHDOG, "kura-pg-watchdog"])
+            .arg(&self.dir)
+            .arg(stop.get_program())
+            .args(stop.get_args())
+            .current_dir(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Out of the test's process group: a Ctrl-C to the test does not reach it.
+            .process_group(0);
+        for (k, v) in stop.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("kura-testkit: could not start the PostgreSQL watchdog (sh): {e}"),
+            )
+        })
+    }
+
+    fn initdb(&self) -> io::Result<()> {
+        let mut c = self.server_command("initdb");
+        c.args([
+            "-A",
+            "trust",
+            "-U",
+            SUPERUSER,
+            "--no-sync",
+            "--no-instructions",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-D",
+        ])
+        .arg(self.data_dir());
+        let shown = format!("initdb -D {}", self.data_dir().display());
+        let fix = if self.as_postgres {
+            format!(
+                "\n(run as the {SUPERUSER} user, who must be able to reach {})",
+                self.dir.display()
+            )
+        } else {
+            String::new()
+        };
+        check(&shown, run(&mut c, &shown)?, &fix)
+    }
+
+    /// Starts the server on a free port; the error's flag says whether another port is
+    /// worth a try (the port was taken).
+    fn try_start(&mut self) -> Result<(), (io::Error, bool)> {
+        self.port = free_port().map_err(|e| (e, false))?;
+        let log = self.log_path();
+        let log_start = fs::metadata(&log).map_or(0, |m| m.len());
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
+             -c synchronous_commit=off -c max_connections=100",
+            self.port,
+            shell_quote(&self.dir.join("socket"))
+        );
+        let mut c = self.server_command("pg_ctl");
+        c.args(["start", "-w", "-t"])
+            .arg(PG_CTL_TIMEOUT.as_secs().to_string())
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(&log)
+            .arg("-o")
+            .arg(options);
+        let shown = format!("pg_ctl start (port {})", self.port);
+        let out = run(&mut c, &shown).map_err(|e| (e, false))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let new_log = fs::read(&log)
+            .ok()
+            .and_then(|b| {
+                b.get(usize::try_from(log_start).unwrap_or(0)..)
+                    .map(<[u8]>::to_vec)
+            })
+            .unwrap_or_default();
+        let new_log = String::from_utf8_lossy(&new_log);
+        let port_taken = ["could not bind", "Address already in use"]
+            .iter()
+            .any(|m| new_log.contains(m));
+        let msg = format!(
+            "kura-testkit: PostgreSQL did not start on 127.0.0.1:{} (`{shown}` failed, {}): \
+             {}\nThe end of the server log ({}):\n{}",
+            self.port,
+            out.status,
+            output_tail(&out),
+            log.display(),
+            file_tail(&log)
+        );
+        Err((io::Error::other(msg), port_taken))
+    }
+
+    /// Kills the watchdog, stops the server, makes sure the postmaster is gone, removes the
+    /// directory. Idempotent.
+    fn shutdown(&mut self) -> io::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        if let Some(mut w) = self.watchdog.take() {
+            // Our own child, not yet reaped: its pid cannot have been reused. Killed before
+            // its stdin closes, so that it does not set off on its own.
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        let mut result = Ok(());
+        let pid = postmaster_pid(&self.data_dir());
+        if self.data_dir().join("postmaster.pid").exists() {
+            let shown = "pg_ctl stop -m immediate";
+            result = run(&mut self.stop_command(), shown)
+                .and_then(|out| check(shown, out, ""))
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("{e}\nserver log:\n{}", self.log_tail()))
+                });
+        }
+        if let Some(pid) = pid {
+            // Should pg_ctl have failed, kill the postmaster (it is ours: it runs the
+            // `postgres` binary of this server's data directory, from its pid file).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while is_our_postmaster(pid, &self.bin) {
+                if Instant::now() >= deadline {
+                    let _ = Command::new("sh")
+                        .args(["-c", "kill -KILL \"$1\"", "sh", &pid.to_string()])
+                        .stdin(Stdio::null())
+                        .output();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if let Err(e) = fs::remove_dir_all(&self.dir)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            result = result.and(Err(context(e, "removing", &self.dir)));
+        }
+        result
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("kura-testkit: stopping PostgreSQL: {e}");
+        }
+    }
+}
+
+/// The directory of the PostgreSQL 15 programs, [`PG_BIN_DIR`], after installing
+/// [`PG_PACKAGE`] with `apt-get` if they are missing (once per process).
+pub fn pg_bin_dir() -> io::Result<PathBuf> {
+    static INSTALLED: Mutex<bool> = Mutex::new(false);
+    let bin = PathBuf::from(PG_BIN_DIR);
+    let mut installed = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
+    if *installed || missing_programs(&bin).is_empty() {
+        *installed = true;
+        return Ok(bin);
+    }
+    eprintln!(
+        "kura-testkit: PostgreSQL 15 is not in {PG_BIN_DIR} (missing: {}); installing the \
+         Debian package {PG_PACKAGE}",
+        missing_programs(&bin).join(", ")
+    );
+    let install = || {
+        let mut c = apt_get();
+        c.args(["install", "-y", "--no-install-recommends", PG_PACKAGE]);
+        run(&mut c, &format!("apt-get install -y {PG_PACKAGE}"))
+    };
+    let mut out = install()?;
+    let mut log = output_tail(&out);
+    if !out.status.success() {
+        let mut update = apt_get();
+        update.arg("update");
+        let up = run(&mut update, "apt-get update")?;
+        log = format!("{log}\n(apt-get update: {})\n", up.status);
+        out = install()?;
+        log.push_str(&output_tail(&out));
+    }
+    let missing = missing_programs(&bin);
+    if !out.status.success() || !missing.is_empty() {
+        return Err(io::Error::other(format!(
+            "kura-testkit: PostgreSQL 15 is needed in {PG_BIN_DIR} for the PostgreSQL tests, \
+             and installing it failed (`apt-get install -y {PG_PACKAGE}`: {}; still missing: \
+             {}):\n{log}\nFix: install it yourself (as root: DEBIAN_FRONTEND=noninteractive \
+             apt-get install -y {PG_PACKAGE}), with network access to the Debian mirrors.",
+            out.status,
+            missing.join(", ")
+        )));
+    }
+    *installed = true;
+    Ok(bin)
+}
+
+/// The programs of [`PROGRAMS`] missing from `bin`.
+fn missing_programs(bin: &Path) -> Vec<&'static str> {
+    PROGRAMS
+        .into_iter()
+        .filter(|p| !bin.join(p).is_file())
+        .collect()
+}
+
+fn apt_get() -> Command {
+    let mut c = Command::new("apt-get");
+    c.args(["-q", "-o", "DPkg::Lock::Timeout=600"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("LC_ALL", "C");
+    c
+}
+
+/// This process's effective uid (from `/proc/self/status`, else `id -u`).
+fn effective_uid() -> io::Result<u32> {
+    if let Ok(status) = fs::read_to_string("/proc/self/status")
+        && let Some(uid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            .and_then(|e| e.parse().ok())
+    {
+        return Ok(uid);
+    }
+    let out = run(Command::new("id").arg("-u"), "id -u")?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|e| io::Error::other(format!("kura-testkit: `id -u` gave no uid: {e}")))
+}
+
+/// A new directory `kura-pg-<pid>-<n>` in `parent`.
+fn make_dir(parent: &Path) -> io::Result<PathBuf> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = parent.join(format!("kura-pg-{}-{n}", std::process::id()));
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            // A leftover of a dead process that had this pid: take the next name.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100_000 => {}
+            Err(e) => return Err(context(e, "creating", &dir)),
+        }
+    }
+}
+
+/// `runuser`, by its full path when it is in a usual place (not every `PATH` has `sbin`).
+fn runuser() -> PathBuf {
+    ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("runuser"))
+}
+
+/// A command for `program` with every `PG*` variable removed (so that nothing from the
+/// caller's PostgreSQL setup applies), `LC_ALL=C` (English messages) and stdin from
+/// `/dev/null`.
+fn clean_command(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new(program);
+    for (k, _) in std::env::vars_os() {
+        if k.as_encoded_bytes().starts_with(b"PG") {
+            c.env_remove(&k);
+        }
+    }
+    c.env("LC_ALL", "C").stdin(Stdio::null());
+    c
+}
+
+/// The postmaster's pid, from the first line of `data/postmaster.pid`.
+fn postmaster_pid(data: &Path) -> Option<u32> {
+    fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` is a live (not zombie) process running the `postgres` binary of `bin`.
+fn is_our_postmaster(pid: u32, bin: &Path) -> bool {
+    let proc = Path::new("/proc").join(pid.to_string());
+    let Ok(stat) = fs::read_to_string(proc.join("stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z" | "X") | None) {
+        return false;
+    }
+    let postgres = bin.join("postgres");
+    fs::read(proc.join("cmdline")).is_ok_and(|c| {
+        c.split(|b| *b == 0)
+            .next()
+            .is_some_and(|argv0| argv0 == postgres.as_os_str().as_encoded_bytes())
+    })
+}
+
+/// `path` quoted for a POSIX shell (pg_ctl passes `-o` through one).
+fn shell_quote(path: &Path) -> String {
+    format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
+}
+
+/// Runs `cmd` to completion and collects its output.
+fn run(cmd: &mut Command, shown: &str) -> io::Result<Output> {
+    cmd.stdin(Stdio::null()).output().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("kura-testkit: could not run `{shown}`: {e}"),
+        )
+    })
+}
+
+/// `Ok` if `out` is a success, else an error with its output (and `extra`).
+fn check(shown: &str, out: Output, extra: &str) -> io::Result<()> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "kura-testkit: `{shown}` failed ({}): {}{extra}",
+        out.status,
+        output_tail(&out)
+    )))
+}
+
+/// The last 4000 bytes of `bytes`, as text.
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(4000);
+    let text = String::from_utf8_lossy(bytes.get(start..).unwrap_or_default());
+    let text = text.trim();
+    if text.is_empty() {
+        "(nothing)".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+/// The ends of a command's stdout and stderr.
+fn output_tail(out: &Output) -> String {
+    let (o, e) = (tail(&out.stdout), tail(&out.stderr));
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        e
+    } else if out.stderr.iter().all(u8::is_ascii_whitespace) {
+        o
+    } else {
+        format!("{o}\n{e}")
+    }
+}
+
+/// The last 4000 bytes of the file at `path`, as text.
+fn file_tail(path: &Path) -> String {
+    let read = || -> io::Result<Vec<u8>> {
+        let mut f = File::open(path)?;
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(4000)))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        Ok(buf)
+    };
+    read().map_or_else(|e| format!("({e})"), |b| tail(&b))
+}
+
+fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("kura-testkit: {what} {}: {e}", path.display()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+    /// Set in the child process of [`killed_test_process_leaves_no_server`].
+    const CHILD_VAR: &str = "KURA_TEST_PG_WATCHDOG_CHILD";
+
+    fn start() -> PgServer {
+        PgServer::start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs `sql` with psql on `url`'s port and database; returns the unaligned output.
+    fn query(server: &PgServer, database: &str, sql: &str) -> io::Result<String> {
+        let out = server.psql(database).args(["-At", "-c", sql]).output()?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(io::Error::other(output_tail(&out)))
+        }
+    }
+
+    fn accepts(port: u16) -> bool {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+    }
+
+    #[test]
+    fn postgres_starts_answers_and_is_gone_after_drop() {
+        let s = start();
+        let port = s.port();
+        assert_eq!(
+            s.url(),
+            format!("postgres://postgres@127.0.0.1:{port}/postgres")
+        );
+        let out = Command::new(s.bin_dir().join("psql"))
+            .args(["-X", "-At", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-c", "select 1"])
+            .env_remove("PGPASSWORD")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_tail(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+        // psql also takes the URL itself.
+        let out = clean_command(s.bin_dir().join("psql"))
+            .args(["-X", "-At", &s.url(), "-c", "show server_version_num"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_tail(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("15"));
+        assert_eq!(query(&s, "postgres", "show fsync").unwrap(), "off");
+        assert_eq!(
+            query(&s, "postgres", "show listen_addresses").unwrap(),
+            "127.0.0.1"
+        );
+
+        let dir = s.dir().to_path_buf();
+        assert!(dir.join("data").join("PG_VERSION").is_file());
+        assert!(accepts(port));
+        drop(s);
+        assert!(!accepts(port), "port {port} still accepts connections");
+        assert!(!dir.exists(), "{} still exists", dir.display());
+    }
+
+    #[test]
+    fn postgres_two_servers_with_their_own_databases() {
+        let (a, b) = (start(), start());
+        assert_ne!(a.port(), b.port());
+        assert_ne!(a.dir(), b.dir());
+        let url = a
+            .create_database("kura_one")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            url,
+            format!("postgres://postgres@127.0.0.1:{}/kura_one", a.port())
+        );
+        query(
+            &a,
+            "kura_one",
+            "create table t (x int); insert into t values (7)",
+        )
+        .unwrap();
+        assert_eq!(query(&a, "kura_one", "select x from t").unwrap(), "7");
+        assert_eq!(query(&b, "postgres", "select 1").unwrap(), "1");
+        assert!(query(&b, "kura_one", "select 1").is_err());
+        assert!(a.create_database("kura_one").is_err());
+        assert!(a.create_database("no\"pe").is_err());
+        assert!(a.create_database("").is_err());
+        let (pa, da) = (a.port(), a.dir().to_path_buf());
+        a.stop().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!accepts(pa));
+        assert!(!da.exists());
+        assert_eq!(query(&b, "postgres", "select 2").unwrap(), "2");
+    }
+
+    /// The child of [`postgres_killed_test_process_leaves_no_server`]: starts a server,
+    /// prints its port and directory, and waits to be killed. Does nothing in a normal run.
+    #[test]
+    fn postgres_watchdog_child() {
+        if std::env::var_os(CHILD_VAR).is_none() {
+            return;
+        }
+        let s = start();
+        println!("KURA_PG {} {}", s.port(), s.dir().display());
+        std::thread::sleep(Duration::from_secs(120));
+    }
+
+    #[test]
+    fn postgres_killed_test_process_leaves_no_server() {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "postgres::tests::postgres_watchdog_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_VAR, "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let line = stdout
+            .lines()
+            .map_while(Result::ok)
+            // libtest may print the test's name on the same line first.
+            .find_map(|l| l.split_once("KURA_PG ").map(|(_, rest)| rest.to_owned()));
+        let Some(line) = line else {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            panic!("the child test ({status}) never reported its server");
+        };
+        let mut words = line.split_whitespace();
+        let port: u16 = words.next().unwrap().parse().unwrap();
+        let dir = PathBuf::from(words.next().unwrap());
+        assert!(accepts(port));
+        // SIGKILL: no destructor runs in the child.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (accepts(port) || dir.exists()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!accepts(port), "the killed test's server still runs");
+        assert!(!dir.exists(), "{} is still there", dir.display());
+    }
+
+    #[test]
+    fn postgres_helpers() {
+        assert_eq!(shell_quote(Path::new("/a b/it's")), r"'/a b/it'\''s'");
+        let uid = effective_uid().unwrap();
+        let out = Command::new("id").arg("-u").output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), uid.to_string());
+        let parent = tempfile::tempdir().unwrap();
+        let long = parent.path().join("x".repeat(120));
+        fs::create_dir(&long).unwrap();
+        let err = PgServer::start_in(&long).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!(fs::read_dir(&long).unwrap().count(), 0);
+        assert_eq!(tail(b"  \n"), "(nothing)");
+    }
+}
