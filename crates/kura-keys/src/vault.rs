@@ -39,10 +39,11 @@ use crate::{Error, Keyring, KeyringSettings};
 pub const LEGACY_KEY_LEN: usize = kura_crypto::legacy::KEY_LEN;
 const IV_LEN: usize = kura_crypto::legacy::IV_LEN;
 
-/// How a legacy value is stored. Both are text of the 16-byte IV followed by the
-/// AES-128-CBC ciphertext with PKCS#7 padding (`IV ‖ CT`, at least 32 bytes, a multiple of
-/// 16), e.g. `openssl enc -aes-128-cbc -K <key> -iv <iv>` with the IV prepended. Leading
-/// and trailing ASCII whitespace (a newline) is ignored.
+/// How a legacy value is stored: the 16-byte IV followed by the AES-128-CBC ciphertext
+/// with PKCS#7 padding (`IV ‖ CT`, at least 32 bytes, a multiple of 16), e.g.
+/// `openssl enc -aes-128-cbc -K <key> -iv <iv>` with the IV prepended, as text (base64 or
+/// hex; leading and trailing ASCII whitespace such as a newline is ignored) or as raw bytes
+/// (binary columns).
 ///
 /// CBC is unauthenticated: a legacy value under another key usually fails its padding
 /// check ("decryption failed"), but may decrypt to garbage. Re-seal legacy values.
@@ -52,22 +53,26 @@ pub enum LegacyFormat {
     Base64IvCt,
     /// Hex (either case) of `IV ‖ CT`.
     HexIvCt,
+    /// The bytes `IV ‖ CT` themselves (BLOB/BYTEA columns).
+    RawIvCt,
 }
 
 impl LegacyFormat {
-    /// The name used on the command line (`base64-iv-ct`, `hex-iv-ct`).
+    /// The name used on the command line (`base64-iv-ct`, `hex-iv-ct`, `raw-iv-ct`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Base64IvCt => "base64-iv-ct",
             Self::HexIvCt => "hex-iv-ct",
+            Self::RawIvCt => "raw-iv-ct",
         }
     }
 
-    fn decode(self, text: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let text = text.trim_ascii();
+    fn decode(self, value: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let text = value.trim_ascii();
         let bytes = match self {
             Self::Base64IvCt => STANDARD.decode(text).ok(),
             Self::HexIvCt => hex::decode(text).ok(),
+            Self::RawIvCt => Some(value.to_vec()),
         }
         .map(Zeroizing::new)
         .ok_or_else(|| Error::LegacyValue(format!("it is not {} text", self.as_str())))?;
@@ -130,6 +135,23 @@ impl LegacyKey {
         Self::from_text(&text).map_err(|e| match e {
             Error::LegacyKey(m) => Error::LegacyKey(format!("{}: {m}", path.display())),
             other => other,
+        })
+    }
+
+    /// Encrypts `plaintext` the legacy way, under a random IV, in `format`: what an
+    /// application still on the old scheme writes (and what tests use to make legacy data).
+    pub fn encrypt(&self, plaintext: &[u8], format: LegacyFormat) -> Result<Vec<u8>, Error> {
+        let mut iv = [0u8; IV_LEN];
+        kura_crypto::rng::fill(&mut iv).map_err(|e| Error::Format(kura_format::Error::from(e)))?;
+        let mut raw = iv.to_vec();
+        raw.extend(
+            kura_crypto::legacy::encrypt_cbc(&self.0[..], iv, plaintext)
+                .map_err(|e| Error::Format(kura_format::Error::from(e)))?,
+        );
+        Ok(match format {
+            LegacyFormat::Base64IvCt => STANDARD.encode(raw).into_bytes(),
+            LegacyFormat::HexIvCt => hex::encode(raw).into_bytes(),
+            LegacyFormat::RawIvCt => raw,
         })
     }
 
@@ -333,6 +355,28 @@ mod tests {
         match format {
             LegacyFormat::Base64IvCt => STANDARD.encode(raw).into_bytes(),
             LegacyFormat::HexIvCt => hex::encode(raw).into_bytes(),
+            LegacyFormat::RawIvCt => raw,
+        }
+    }
+
+    #[test]
+    fn legacy_encryptor_round_trips_in_every_format() {
+        let (_d, v) = vault();
+        let key = LegacyKey::from_bytes(&LEGACY).unwrap();
+        let c = ctx(&[("row", "1")]);
+        for format in [
+            LegacyFormat::Base64IvCt,
+            LegacyFormat::HexIvCt,
+            LegacyFormat::RawIvCt,
+        ] {
+            for plain in [&b""[..], b"x", b"sixteen bytes!!!", &[0u8; 100]] {
+                let a = key.encrypt(plain, format).unwrap();
+                let b = key.encrypt(plain, format).unwrap();
+                assert_ne!(a, b, "a fresh IV each time");
+                let (out, origin) = v.open_any(&a, &c, Some((&key, format))).unwrap();
+                assert_eq!((&out[..], origin), (plain, Origin::Legacy));
+                assert_eq!(legacy_value(plain, format).len(), a.len());
+            }
         }
     }
 

@@ -85,9 +85,24 @@ pub enum Command {
     Server(ServerArgs),
     /// Manage the users (access keys) of the KMS server.
     User(UserArgs),
-    /// Re-encrypt legacy AES-128-CBC columns of an SQLite application database into kura
-    /// record envelopes (AES-256-GCM), in place, after an online backup.
+    /// Re-encrypt legacy AES-128-CBC columns of an application's SQLite or PostgreSQL
+    /// table into kura record envelopes (AES-256-GCM), in place, after a backup.
     MigrateEncryption(MigrateArgs),
+    /// Re-seal the kura envelopes of a table under the active data key (after a rotation
+    /// or a restore), so that older data keys can be destroyed.
+    Reencrypt(ReencryptArgs),
+    /// Erase a decrypt-only data key for good; refused while anything known uses it.
+    DestroyDataKey(DestroyArgs),
+}
+
+/// `kura destroy-data-key` and `kura data-key destroy`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The data key id (see `kura status`).
+    pub id: u64,
+    /// Confirm that data encrypted under this key becomes unreadable.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `kura keygen`.
@@ -152,13 +167,8 @@ pub struct DataKeyArgs {
 #[derive(Debug, Subcommand)]
 pub enum DataKeyAction {
     /// Erase a decrypt-only data key for good: data under it can never be read again.
-    Destroy {
-        /// The data key id (see `kura status`).
-        id: u64,
-        /// Confirm that data encrypted under this key becomes unreadable.
-        #[arg(long)]
-        yes: bool,
-    },
+    /// Refused while anything known uses it.
+    Destroy(DestroyArgs),
 }
 
 /// `kura encrypt` and `kura decrypt`.
@@ -220,6 +230,18 @@ pub enum LegacyFormatArg {
     Base64IvCt,
     /// hex(IV ‖ ciphertext).
     HexIvCt,
+    /// The bytes IV ‖ ciphertext (BLOB/BYTEA columns).
+    RawIvCt,
+}
+
+impl From<LegacyFormatArg> for kura_keys::LegacyFormat {
+    fn from(a: LegacyFormatArg) -> Self {
+        match a {
+            LegacyFormatArg::Base64IvCt => Self::Base64IvCt,
+            LegacyFormatArg::HexIvCt => Self::HexIvCt,
+            LegacyFormatArg::RawIvCt => Self::RawIvCt,
+        }
+    }
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -303,39 +325,70 @@ pub enum BenchMode {
     Server,
 }
 
-/// `kura migrate-encryption`.
+/// The table a job works on, and how.
 ///
-/// Each value is sealed with the encryption context {"table": T, "column": C, "row": <row
-/// id as text>}: an envelope copied to another row or column does not open there.
 /// Settings may also come from a YAML file (`-d FILE`, keys `database`, `table`,
-/// `id_column`, `columns`, `legacy_key_file`, `legacy_format`); flags win.
+/// `id_column`, `columns`, `legacy_key_file`, `legacy_format`, `no_row_binding`); flags
+/// win.
 #[derive(Debug, Args)]
-pub struct MigrateArgs {
-    /// YAML file with the migration settings (flags given as well win).
+pub struct TableArgs {
+    /// YAML file with the job's settings (flags given as well win).
     #[arg(short = 'd', long = "internal-db-creds", value_name = "FILE")]
     pub internal_db_creds: Option<PathBuf>,
-    /// The SQLite application database.
-    #[arg(long, value_name = "PATH")]
-    pub database: Option<PathBuf>,
+    /// The application database: an SQLite file, or a postgres:// URL.
+    #[arg(long, value_name = "PATH|URL")]
+    pub database: Option<String>,
     /// The table holding the encrypted columns (letters, digits, underscore).
     #[arg(long)]
     pub table: Option<String>,
-    /// The table's unique row id column; rows are migrated in its order.
+    /// The table's unique row id column; rows are visited in its order.
     #[arg(long)]
     pub id_column: Option<String>,
     /// An encrypted column (repeatable).
     #[arg(long = "column", value_name = "C")]
     pub columns: Vec<String>,
+    /// Rows per transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Seal without binding each value to its table, column and row (by default an
+    /// envelope copied into another row or column does not open there).
+    #[arg(long)]
+    pub no_row_binding: bool,
+    /// Count and check every value without writing anything (no backup either).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// After the run, re-read every value and check it opens to what the backup held.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub verify: bool,
+}
+
+/// `kura migrate-encryption`.
+///
+/// Each value is sealed with the encryption context {"table": T, "column": C, "row": <row
+/// id as text>} (unless --no-row-binding): an envelope copied to another row or column
+/// does not open there. Text columns get base64 envelopes, binary columns raw ones.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The table and how to go over it.
+    #[command(flatten)]
+    pub table: TableArgs,
     /// File holding the legacy AES-128 key (32 hex digits or base64).
     #[arg(long, value_name = "FILE")]
     pub legacy_key_file: Option<PathBuf>,
     /// How legacy values are stored [default: base64-iv-ct].
     #[arg(long, value_enum)]
     pub legacy_format: Option<LegacyFormatArg>,
-    /// Rows per transaction.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub batch: u32,
-    /// Skip the check that no kura server on this keystore is alive.
+    /// Migrate while the application runs: skip the check that no other kura node is
+    /// alive; every value is replaced by compare-and-swap, so no concurrent write is lost.
+    /// The application must read with the dual reader meanwhile.
     #[arg(long)]
     pub online: bool,
+}
+
+/// `kura reencrypt`: always online (every value is replaced by compare-and-swap).
+#[derive(Debug, Args)]
+pub struct ReencryptArgs {
+    /// The table and how to go over it.
+    #[command(flatten)]
+    pub table: TableArgs,
 }

@@ -11,6 +11,8 @@ mod cmd;
 mod env;
 mod nodes;
 mod output;
+mod table;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,8 @@ pub fn run() -> ExitCode {
         Command::Server(a) => cmd::server::run(&cli, a),
         Command::User(a) => cmd::server::user(&cli, a),
         Command::MigrateEncryption(a) => cmd::migrate::run(&cli, a),
+        Command::Reencrypt(a) => cmd::migrate::reencrypt(&cli, a),
+        Command::DestroyDataKey(a) => cmd::admin::destroy_data_key(&cli, a),
     };
     if let Some(m) = kura_sys::take_mlock_refusal() {
         tracing::warn!("{m}");

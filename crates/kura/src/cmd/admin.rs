@@ -12,7 +12,8 @@ use kura_store::{Keystore, SqliteKeystore};
 use serde::Serialize;
 
 use crate::cli::{
-    Cli, Command, DataKeyAction, DataKeyArgs, InitArgs, KeyEncoding, RotateArgs, RotateWhat,
+    Cli, Command, DataKeyAction, DataKeyArgs, DestroyArgs, InitArgs, KeyEncoding, RotateArgs,
+    RotateWhat,
 };
 
 /// Where `kura init --dev` keeps its keystore and key by default.
@@ -268,21 +269,39 @@ pub(crate) fn rotate(cli: &Cli, a: &RotateArgs) -> Result<()> {
 }
 
 pub(crate) fn data_key(cli: &Cli, a: &DataKeyArgs) -> Result<()> {
-    match a.action {
-        DataKeyAction::Destroy { id, yes } => {
-            if !yes {
-                bail!(
-                    "destroying data key {id} makes every record and file encrypted under it unreadable forever; add --yes to confirm"
-                );
-            }
-            let (k, _, _) = env::open(cli)?;
-            k.destroy_data_key(id)?;
-            let r = Rotated {
-                rotated: "destroyed",
-                id: id.to_string(),
-                message: format!("data key {id} is destroyed"),
-            };
-            emit(cli, &r, || r.message.clone())
-        }
+    match &a.action {
+        DataKeyAction::Destroy(d) => destroy_data_key(cli, d),
     }
+}
+
+/// `kura destroy-data-key ID --yes`: refused for the active key and while anything known
+/// (a migrated table, KMS key material) still uses the key.
+pub(crate) fn destroy_data_key(cli: &Cli, a: &DestroyArgs) -> Result<()> {
+    let id = a.id;
+    if !a.yes {
+        bail!(
+            "destroying data key {id} makes every record and file encrypted under it unreadable forever; add --yes to confirm"
+        );
+    }
+    let (k, _, s) = env::open(cli)?;
+    let store = SqliteKeystore::open_existing(&env::keystore_path(&s))?;
+    // (The active key is refused by the keyring itself, with its own message.)
+    let users = if id == k.active_data_key_id() {
+        Vec::new()
+    } else {
+        crate::usage::users_of(&store, id)?
+    };
+    if !users.is_empty() {
+        bail!(
+            "data key {id} is still in use, so it is not destroyed:\n  {}",
+            users.join("\n  ")
+        );
+    }
+    k.destroy_data_key(id)?;
+    let r = Rotated {
+        rotated: "destroyed",
+        id: id.to_string(),
+        message: format!("data key {id} is destroyed"),
+    };
+    emit(cli, &r, || r.message.clone())
 }

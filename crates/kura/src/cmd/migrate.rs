@@ -1,70 +1,63 @@
-//! `kura migrate-encryption`: re-encrypts legacy AES-128-CBC columns of an SQLite
-//! application database into kura record envelopes (AES-256-GCM), in place.
+//! `kura migrate-encryption` and `kura reencrypt`: rewrite the encrypted columns of an
+//! application's table (SQLite or PostgreSQL) in place, in batches, after a backup.
 //!
-//! Each value is sealed with the encryption context `{"table": T, "column": C, "row": <row
-//! id as text>}`, so an envelope moved to another row or column no longer opens. Before
-//! any change the database is copied with SQLite's online backup API to
-//! `<db>.pre-kura-migration-<unix time>.bak`. Rows are visited in id order, one
-//! transaction per batch; values already sealed are left alone, so a re-run is a no-op.
+//! `migrate-encryption` turns legacy AES-128-CBC values into kura record envelopes;
+//! `reencrypt` re-seals envelopes under the active data key. Each envelope is bound to its
+//! row with the encryption context `{"table": T, "column": C, "row": <row id as text>}`
+//! unless `--no-row-binding`. Values already in the wanted form are recognised and left
+//! alone, and the job's progress is saved with every batch, so a killed run resumes.
 
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+mod engine;
+
+use std::borrow::Cow;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::ValueEnum;
-use kura_format::EncryptionContext;
+use kura_format::{EncryptionContext, envelope};
 use kura_keys::{LegacyFormat, LegacyKey, Origin, Vault};
 use kura_store::SqliteKeystore;
-use rusqlite::types::Value;
-use rusqlite::{Connection, params};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::cli::{Cli, LegacyFormatArg, MigrateArgs, OutputFormat};
+use crate::cli::{Cli, LegacyFormatArg, MigrateArgs, OutputFormat, ReencryptArgs, TableArgs};
+use crate::table::{self, Cell, Counts, Id, Storage, Target};
+use crate::usage::{self, TableUsage};
 use crate::{env, nodes, output};
+use engine::{Check, Outcome, Pass, Transform, Verdict};
 
 /// The refusal while a node is alive.
 pub(crate) const LIVE_NODES: &str = "There are other live nodes connected to this backend database. If kura was shut down within the last minute, try again shortly, otherwise verify all nodes in the cluster are shut down.";
+
+/// The seed's start line.
+const START: &str = "Starting migration from AES-128-CBC Legacy to AES-GCM-256";
 
 /// The settings file of `-d FILE`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
-    database: Option<PathBuf>,
+    database: Option<String>,
     table: Option<String>,
     id_column: Option<String>,
     #[serde(default)]
     columns: Vec<String>,
     legacy_key_file: Option<PathBuf>,
     legacy_format: Option<String>,
+    #[serde(default)]
+    no_row_binding: bool,
 }
 
+/// A job's table, from flags and the settings file.
 struct Plan {
-    database: PathBuf,
-    table: String,
-    id_column: String,
-    columns: Vec<String>,
-    legacy_key_file: PathBuf,
-    legacy_format: LegacyFormat,
+    database: String,
+    target: Target,
+    bind_rows: bool,
+    file: FileSettings,
 }
 
-fn identifier(what: &str, name: &str) -> Result<String> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    if !ok {
-        bail!(
-            "{what} '{name}' is not a plain identifier (letters, digits and underscore, not starting with a digit)"
-        );
-    }
-    // Validated above, quoted anyway.
-    Ok(format!("\"{name}\""))
-}
-
-fn plan(a: &MigrateArgs) -> Result<Plan> {
-    let file = match &a.internal_db_creds {
+fn plan(a: &TableArgs) -> Result<Plan> {
+    let mut file = match &a.internal_db_creds {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read {}", p.display()))?;
@@ -74,265 +67,367 @@ fn plan(a: &MigrateArgs) -> Result<Plan> {
         }
         None => FileSettings::default(),
     };
-    let need = |v: Option<String>, flag: &str| {
-        v.with_context(|| format!("{flag} is required (or its key in the -d settings file)"))
-    };
-    let legacy_format = match a.legacy_format {
-        Some(f) => f,
-        None => match &file.legacy_format {
-            Some(s) => LegacyFormatArg::from_str(s, false).map_err(|_| {
-                anyhow::anyhow!("legacy_format '{s}' is not base64-iv-ct or hex-iv-ct")
-            })?,
-            None => LegacyFormatArg::Base64IvCt,
-        },
+    let need = |v: Option<String>, flag: &str, key: &str| {
+        v.with_context(|| format!("{flag} is required (or `{key}` in the -d settings file)"))
     };
     let columns = if a.columns.is_empty() {
-        file.columns
+        std::mem::take(&mut file.columns)
     } else {
         a.columns.clone()
     };
     if columns.is_empty() {
         bail!("--column is required (at least one, or `columns` in the -d settings file)");
     }
+    let database = need(
+        a.database.clone().or(file.database.take()),
+        "--database",
+        "database",
+    )?;
+    let table = need(a.table.clone().or(file.table.take()), "--table", "table")?;
+    let id = need(
+        a.id_column.clone().or(file.id_column.take()),
+        "--id-column",
+        "id_column",
+    )?;
     Ok(Plan {
-        database: a
-            .database
-            .clone()
-            .or(file.database)
-            .context("--database is required (or `database` in the -d settings file)")?,
-        table: need(a.table.clone().or(file.table), "--table")?,
-        id_column: need(a.id_column.clone().or(file.id_column), "--id-column")?,
-        columns,
-        legacy_key_file: a.legacy_key_file.clone().or(file.legacy_key_file).context(
-            "--legacy-key-file is required (or `legacy_key_file` in the -d settings file)",
-        )?,
-        legacy_format: match legacy_format {
-            LegacyFormatArg::Base64IvCt => LegacyFormat::Base64IvCt,
-            LegacyFormatArg::HexIvCt => LegacyFormat::HexIvCt,
-        },
+        database,
+        target: Target::new(&table, &id, &columns)?,
+        bind_rows: !(a.no_row_binding || file.no_row_binding),
+        file,
     })
 }
 
-#[derive(Debug, Default, Serialize)]
-struct Summary {
-    migrated: u64,
-    already_migrated: u64,
-    empty: u64,
-    failed: u64,
-    backup: String,
+/// The encryption context of a value: its table, column and row, or nothing.
+struct Binding {
+    target: Target,
+    bind_rows: bool,
 }
 
-fn backup(conn: &Connection, db: &Path) -> Result<PathBuf> {
-    let name = db
-        .file_name()
-        .context("--database names no file")?
-        .to_string_lossy()
-        .into_owned();
-    let path = db.with_file_name(format!("{name}.pre-kura-migration-{}.bak", nodes::now()));
-    if path.exists() {
-        bail!(
-            "the backup {} already exists; try again in a second",
-            path.display()
-        );
-    }
-    conn.backup(
-        rusqlite::MAIN_DB,
-        &path,
-        None::<fn(rusqlite::backup::Progress)>,
-    )
-    .with_context(|| format!("cannot back up the database to {}", path.display()))?;
-    Ok(path)
-}
-
-fn id_text(v: &Value) -> Result<String> {
-    match v {
-        Value::Integer(i) => Ok(i.to_string()),
-        Value::Text(t) => Ok(t.clone()),
-        _ => bail!("the id column must hold integers or text"),
+impl Binding {
+    fn context(&self, id: &Id, column: usize) -> EncryptionContext {
+        let mut ctx = EncryptionContext::new();
+        if self.bind_rows {
+            ctx.insert("table", self.target.table.as_str());
+            ctx.insert(
+                "column",
+                self.target.columns.get(column).map_or("", String::as_str),
+            );
+            ctx.insert("row", id.to_string());
+        }
+        ctx
     }
 }
 
-enum Outcome {
-    Empty,
-    Already,
-    Migrated(String),
-    Failed,
+/// The envelope a stored value holds (raw, or base64 text of one), if any.
+fn envelope_of(bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if bytes.starts_with(&envelope::MAGIC) {
+        return Some(Cow::Borrowed(bytes));
+    }
+    STANDARD
+        .decode(bytes.trim_ascii())
+        .ok()
+        .filter(|d| d.starts_with(&envelope::MAGIC))
+        .map(Cow::Owned)
 }
 
-fn migrate_value(
-    vault: &Vault,
-    legacy: (&LegacyKey, LegacyFormat),
-    ctx: &EncryptionContext,
-    v: &Value,
-) -> Outcome {
-    let bytes: &[u8] = match v {
-        Value::Null => return Outcome::Empty,
-        Value::Text(t) => t.as_bytes(),
-        Value::Blob(b) => b,
-        Value::Integer(_) | Value::Real(_) => return Outcome::Failed,
-    };
-    if bytes.trim_ascii().is_empty() {
-        return Outcome::Empty;
-    }
-    match vault.open_any(bytes, ctx, Some(legacy)) {
-        Ok((_, Origin::Envelope)) => Outcome::Already,
-        Ok((plain, Origin::Legacy)) => match vault.seal(&plain, ctx) {
-            Ok(env) => Outcome::Migrated(STANDARD.encode(env)),
-            Err(_) => Outcome::Failed,
-        },
-        Err(_) => Outcome::Failed,
+/// A new envelope as the column stores it.
+fn stored(storage: Storage, old: &Cell, env: Vec<u8>) -> Cell {
+    match (storage, old) {
+        (Storage::Bytes, _) | (Storage::AsFound, Cell::Bytes(_)) => Cell::Bytes(env),
+        _ => Cell::Text(STANDARD.encode(env)),
     }
 }
 
-pub(crate) fn run(cli: &Cli, a: &MigrateArgs) -> Result<()> {
-    let p = plan(a)?;
-    let table = identifier("table", &p.table)?;
-    let id_col = identifier("id column", &p.id_column)?;
-    let cols = p
-        .columns
-        .iter()
-        .map(|c| identifier("column", c))
-        .collect::<Result<Vec<_>>>()?;
-    let key = LegacyKey::from_file(&p.legacy_key_file)?;
-    let settings = env::settings(cli)?;
-    if !a.online {
-        let store = SqliteKeystore::open_existing(&env::keystore_path(&settings))?;
-        let live = nodes::live_nodes(&store)?;
-        if !live.is_empty() {
-            for (id, n) in &live {
-                tracing::warn!(node = %id, host = %n.host, pid = n.pid, listen = %n.listen, "live kura node");
+/// The non-empty bytes of a value.
+fn content(cell: &Cell) -> Option<&[u8]> {
+    cell.bytes().filter(|b| !b.trim_ascii().is_empty())
+}
+
+/// Re-seals `plain` for `(id, column)`.
+fn reseal(v: &Migration<'_>, id: &Id, column: usize, old: &Cell, plain: &[u8]) -> Outcome {
+    let ctx = v.binding.context(id, column);
+    match v.vault.seal(plain, &ctx) {
+        Ok(env) => {
+            let key = envelope::key_id(&env).unwrap_or(0);
+            let storage = v.storage.get(column).copied().unwrap_or(Storage::AsFound);
+            Outcome::Changed(stored(storage, old, env), key)
+        }
+        Err(_) => Outcome::Failed("cannot seal it (the keystore's data keys are unusable)"),
+    }
+}
+
+/// Both jobs: legacy values (if a legacy key is given) and envelopes not under the active
+/// data key are re-sealed under it.
+struct Migration<'a> {
+    vault: &'a Vault,
+    legacy: Option<(&'a LegacyKey, LegacyFormat)>,
+    binding: Binding,
+    storage: Vec<Storage>,
+    /// Re-seal envelopes under older data keys (reencrypt); migrate leaves them.
+    refresh: bool,
+}
+
+const NOT_OPENING: &str = "a kura envelope that does not open here (copied from another row or column, or sealed with another context or a destroyed data key)";
+
+impl Transform for Migration<'_> {
+    fn apply(&self, id: &Id, column: usize, cell: &Cell) -> Outcome {
+        let Some(bytes) = content(cell) else {
+            return Outcome::Empty;
+        };
+        let ctx = self.binding.context(id, column);
+        if let Some(env) = envelope_of(bytes) {
+            let key = envelope::key_id(&env).ok();
+            if !self.refresh {
+                // Checked, not just recognised: a value moved here from elsewhere shows.
+                return match self.vault.open(&env, &ctx) {
+                    Ok(_) => Outcome::Unchanged(key),
+                    Err(_) => Outcome::Failed(NOT_OPENING),
+                };
             }
-            bail!("{LIVE_NODES}");
-        }
-    }
-    let (keyring, _, _) = env::open(cli)?;
-    let vault = Vault::from_keyring(keyring);
-    if !p.database.is_file() {
-        bail!("the database {} does not exist", p.database.display());
-    }
-    let mut conn = Connection::open(&p.database)
-        .with_context(|| format!("cannot open {}", p.database.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let select = format!(
-        "SELECT {id_col}, {} FROM {table} WHERE {id_col} > ?1 ORDER BY {id_col} LIMIT ?2",
-        cols.join(", ")
-    );
-    let first = format!(
-        "SELECT {id_col}, {} FROM {table} ORDER BY {id_col} LIMIT ?1",
-        cols.join(", ")
-    );
-    // Checks the table and columns before taking the backup.
-    conn.prepare(&select).with_context(|| {
-        format!(
-            "table {} with columns {} and {}",
-            p.table,
-            p.id_column,
-            p.columns.join(", ")
-        )
-    })?;
-    let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
-    let total = u64::try_from(total).unwrap_or(0);
-
-    let backup_path = backup(&conn, &p.database)?;
-    eprintln!(
-        "backup of {} written to {}",
-        p.database.display(),
-        backup_path.display()
-    );
-
-    tracing::info!("Starting migration from AES-128-CBC Legacy to AES-GCM-256");
-    eprintln!("Starting migration from AES-128-CBC Legacy to AES-GCM-256");
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} rows  {per_sec}  ETA {eta}",
-        ) {
-            b.set_style(style);
-        }
-        b
-    });
-
-    let mut sum = Summary {
-        backup: backup_path.display().to_string(),
-        ..Summary::default()
-    };
-    let updates: Vec<String> = cols
-        .iter()
-        .map(|c| format!("UPDATE {table} SET {c} = ?1 WHERE {id_col} = ?2"))
-        .collect();
-    let batch = i64::from(a.batch);
-    let mut last: Option<Value> = None;
-    let mut done = 0u64;
-    loop {
-        let tx = conn.transaction()?;
-        let rows: Vec<(Value, Vec<Value>)> = {
-            let mut stmt = tx.prepare(if last.is_some() { &select } else { &first })?;
-            let map = |r: &rusqlite::Row<'_>| {
-                let id: Value = r.get(0)?;
-                let vals = (1..=cols.len())
-                    .map(|i| r.get(i))
-                    .collect::<rusqlite::Result<Vec<Value>>>()?;
-                Ok((id, vals))
+            if key == Some(self.vault.keyring().active_data_key_id()) {
+                return Outcome::Unchanged(key);
+            }
+            return match self.vault.open(&env, &ctx) {
+                Ok(plain) => reseal(self, id, column, cell, &plain),
+                Err(_) => Outcome::Failed(NOT_OPENING),
             };
-            match &last {
-                Some(l) => stmt
-                    .query_map(params![l, batch], map)?
-                    .collect::<rusqlite::Result<_>>()?,
-                None => stmt
-                    .query_map(params![batch], map)?
-                    .collect::<rusqlite::Result<_>>()?,
-            }
-        };
-        let Some((last_id, _)) = rows.last() else {
-            break;
-        };
-        last = Some(last_id.clone());
-        for (id, vals) in &rows {
-            let id_s = id_text(id)?;
-            for ((name, update), v) in p.columns.iter().zip(&updates).zip(vals) {
-                let mut ctx = EncryptionContext::new();
-                ctx.insert("table", p.table.as_str());
-                ctx.insert("column", name.as_str());
-                ctx.insert("row", id_s.as_str());
-                match migrate_value(&vault, (&key, p.legacy_format), &ctx, v) {
-                    Outcome::Empty => sum.empty += 1,
-                    Outcome::Already => sum.already_migrated += 1,
-                    Outcome::Failed => {
-                        sum.failed += 1;
-                        tracing::warn!(table = %p.table, column = %name, id = %id_s, "cannot decrypt this value; it is left unchanged");
-                    }
-                    Outcome::Migrated(text) => {
-                        tx.execute(update, params![text, id])?;
-                        sum.migrated += 1;
-                    }
-                }
-            }
         }
-        tx.commit()?;
-        done += rows.len() as u64;
-        match &bar {
-            Some(b) => b.set_position(done),
-            None => eprintln!("migrated {done}/{total} rows"),
+        match self.legacy {
+            None => Outcome::Failed("not a kura envelope"),
+            Some(legacy) => match self.vault.open_any(bytes, &ctx, Some(legacy)) {
+                Ok((plain, Origin::Legacy)) => reseal(self, id, column, cell, &plain),
+                Ok((_, Origin::Envelope)) => Outcome::Unchanged(None),
+                Err(_) => Outcome::Failed("it does not decrypt under the legacy key"),
+            },
         }
     }
-    if let Some(b) = &bar {
-        b.finish();
+}
+
+impl Check for Migration<'_> {
+    fn check(&self, id: &Id, column: usize, now: &Cell, before: Option<&Cell>) -> Verdict {
+        let before = before.and_then(content);
+        let Some(bytes) = content(now) else {
+            return if before.is_none() {
+                Verdict::Empty
+            } else {
+                Verdict::Changed
+            };
+        };
+        let ctx = self.binding.context(id, column);
+        let Some(env) = envelope_of(bytes) else {
+            return Verdict::Bad("not a kura envelope after the run");
+        };
+        let Ok(plain) = self.vault.open(&env, &ctx) else {
+            return Verdict::Bad(NOT_OPENING);
+        };
+        match before.map(|b| self.vault.open_any(b, &ctx, self.legacy)) {
+            Some(Ok((old, _))) if old[..] == plain[..] => Verdict::Good,
+            _ => Verdict::Changed,
+        }
     }
-    let line = format!(
-        "migrated {}, already migrated {}, empty {}, failed {}",
-        sum.migrated, sum.already_migrated, sum.empty, sum.failed
+}
+
+/// How a job speaks.
+struct Words<'a> {
+    /// Its command (names the job and the usage record).
+    by: &'a str,
+    /// Logged once the backup is taken.
+    start_line: &'a str,
+    /// Of the progress line.
+    verb: &'a str,
+    /// Of the summary: the changed and unchanged values, as text and as JSON keys.
+    did: (&'a str, &'a str),
+    had: (&'a str, &'a str),
+}
+
+/// Runs a job and prints its summary.
+fn run_job(
+    cli: &Cli,
+    a: &TableArgs,
+    p: &Plan,
+    migration: Migration<'_>,
+    w: &Words<'_>,
+) -> Result<()> {
+    let by = w.by;
+    let mut t = table::open(&p.database, &p.target)?;
+    let job = format!(
+        "{by}:{}:{}:{}",
+        p.target.table,
+        p.target.id_column,
+        p.target.columns.join(",")
     );
-    tracing::info!("{line}");
+    let migration = Migration {
+        storage: t.storage().to_vec(),
+        binding: Binding {
+            target: p.target.clone(),
+            bind_rows: p.bind_rows,
+        },
+        ..migration
+    };
+    let pass = Pass {
+        job,
+        columns: &p.target.columns,
+        batch: a.batch,
+        dry_run: a.dry_run,
+        start_line: w.start_line,
+        verb: w.verb,
+        quiet: false,
+    };
+    let report = engine::run(t.as_mut(), &migration, &pass)?;
+    let c: Counts = report.counts;
+    let verified = match (&report.backup, a.verify) {
+        (Some(b), true) => Some(engine::verify(t.as_mut(), &migration, b, &pass)?),
+        _ => None,
+    };
+    if !a.dry_run {
+        let settings = env::settings(cli)?;
+        let store = SqliteKeystore::open_existing(&env::keystore_path(&settings))?;
+        usage::record(
+            &store,
+            &TableUsage {
+                location: t.location(),
+                table: p.target.table.clone(),
+                columns: p.target.columns.clone(),
+                data_keys: c.data_keys.clone(),
+                by: by.to_string(),
+                at: nodes::now(),
+            },
+        )?;
+    }
+    let ((did, did_key), (had, had_key)) = (w.did, w.had);
+    let mut line = format!(
+        "{}{did} {}, {had} {}, empty {}, failed {}",
+        if a.dry_run {
+            "dry run: would have "
+        } else {
+            ""
+        },
+        c.changed,
+        c.unchanged,
+        c.empty,
+        c.failed
+    );
+    if let Some(v) = &verified {
+        line.push_str(&format!(
+            "\nverified: {} open to what the backup held, {} empty, {} changed by the application since the backup, {} bad",
+            v.good, v.empty, v.changed, v.bad
+        ));
+    }
+    let bad = verified.as_ref().map_or(0, |v| v.bad);
     match cli.output {
-        OutputFormat::Json => output::emit(cli, &sum, String::new)?,
+        OutputFormat::Json => {
+            let sum = serde_json::json!({
+                "dry_run": a.dry_run,
+                did_key: c.changed,
+                had_key: c.unchanged,
+                "empty": c.empty,
+                "failed": c.failed,
+                "backup": report.backup,
+                "data_keys": c.data_keys,
+                "verify": verified,
+            });
+            output::emit(cli, &sum, String::new)?;
+        }
         OutputFormat::Text => output::emit(cli, &(), || line.clone())?,
     }
-    if sum.failed > 0 {
+    let backup = report.backup.as_deref().unwrap_or("not taken (dry run)");
+    if c.failed > 0 {
         bail!(
-            "{} values could not be decrypted and were left unchanged (their row ids are logged above); the backup is {}",
-            sum.failed,
-            sum.backup
+            "{} values could not be {did} and were left unchanged (their row ids are logged above); the backup is {backup}",
+            c.failed
+        );
+    }
+    if bad > 0 {
+        bail!(
+            "{bad} values failed verification (their row ids are logged above); the backup is {backup}"
         );
     }
     Ok(())
+}
+
+/// Refuses while another kura node on this keystore is alive.
+fn refuse_if_live(cli: &Cli) -> Result<()> {
+    let settings = env::settings(cli)?;
+    let store = SqliteKeystore::open_existing(&env::keystore_path(&settings))?;
+    let live = nodes::live_nodes(&store)?;
+    if !live.is_empty() {
+        for (id, n) in &live {
+            tracing::warn!(node = %id, host = %n.host, pid = n.pid, listen = %n.listen, "live kura node");
+        }
+        bail!("{LIVE_NODES}");
+    }
+    Ok(())
+}
+
+pub(crate) fn run(cli: &Cli, a: &MigrateArgs) -> Result<()> {
+    let mut p = plan(&a.table)?;
+    let key_file = a
+        .legacy_key_file
+        .clone()
+        .or(p.file.legacy_key_file.take())
+        .context("--legacy-key-file is required (or `legacy_key_file` in the -d settings file)")?;
+    let format = match (a.legacy_format, &p.file.legacy_format) {
+        (Some(f), _) => f,
+        (None, Some(s)) => LegacyFormatArg::from_str(s, false).map_err(|_| {
+            anyhow::anyhow!("legacy_format '{s}' is not base64-iv-ct, hex-iv-ct or raw-iv-ct")
+        })?,
+        (None, None) => LegacyFormatArg::Base64IvCt,
+    };
+    let format = LegacyFormat::from(format);
+    let key = LegacyKey::from_file(&key_file)?;
+    if !a.online && !a.table.dry_run {
+        refuse_if_live(cli)?;
+    }
+    let (keyring, _, _) = env::open(cli)?;
+    let vault = Vault::from_keyring(keyring);
+    let m = Migration {
+        vault: &vault,
+        legacy: Some((&key, format)),
+        binding: Binding {
+            target: p.target.clone(),
+            bind_rows: p.bind_rows,
+        },
+        storage: Vec::new(),
+        refresh: false,
+    };
+    let w = Words {
+        by: "migrate-encryption",
+        start_line: START,
+        verb: "migrated",
+        did: ("migrated", "migrated"),
+        had: ("already migrated", "already_migrated"),
+    };
+    run_job(cli, &a.table, &p, m, &w)
+}
+
+pub(crate) fn reencrypt(cli: &Cli, a: &ReencryptArgs) -> Result<()> {
+    let p = plan(&a.table)?;
+    if p.file.legacy_key_file.is_some() || p.file.legacy_format.is_some() {
+        bail!("reencrypt takes no legacy key: run migrate-encryption for legacy values");
+    }
+    let (keyring, _, _) = env::open(cli)?;
+    let active = keyring.active_data_key_id();
+    let vault = Vault::from_keyring(keyring);
+    let m = Migration {
+        vault: &vault,
+        legacy: None,
+        binding: Binding {
+            target: p.target.clone(),
+            bind_rows: p.bind_rows,
+        },
+        storage: Vec::new(),
+        refresh: true,
+    };
+    let start = format!(
+        "Re-encrypting table {} under data key {active}",
+        p.target.table
+    );
+    let w = Words {
+        by: "reencrypt",
+        start_line: &start,
+        verb: "re-encrypted",
+        did: ("re-encrypted", "reencrypted"),
+        had: ("already under the active data key", "already_current"),
+    };
+    run_job(cli, &a.table, &p, m, &w)
 }

@@ -12,7 +12,7 @@ use kura_keys::{LegacyFormat, LegacyKey, Vault};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, LegacyFormatArg, OpenArgs, OutputFormat, SealArgs};
+use crate::cli::{Cli, OpenArgs, OutputFormat, SealArgs};
 use crate::cmd::context;
 use crate::{env, output};
 
@@ -71,13 +71,9 @@ struct Opened {
 pub(crate) fn open(cli: &Cli, a: &OpenArgs) -> Result<()> {
     let ctx = context(&a.context)?;
     let legacy = match (&a.legacy_key_file, a.legacy_format) {
-        (Some(path), Some(format)) => Some((
-            LegacyKey::from_file(path)?,
-            match format {
-                LegacyFormatArg::Base64IvCt => LegacyFormat::Base64IvCt,
-                LegacyFormatArg::HexIvCt => LegacyFormat::HexIvCt,
-            },
-        )),
+        (Some(path), Some(format)) => {
+            Some((LegacyKey::from_file(path)?, LegacyFormat::from(format)))
+        }
         _ => None,
     };
     let vault = vault(cli)?;
