@@ -143,6 +143,20 @@ fn content(cell: &Cell) -> Option<&[u8]> {
     cell.bytes().filter(|b| !b.trim_ascii().is_empty())
 }
 
+/// The legacy format of one value: binary values (BLOB, BYTEA) that are not text of the
+/// configured format hold `IV ‖ CT` raw.
+fn value_format(format: LegacyFormat, cell: &Cell, bytes: &[u8]) -> LegacyFormat {
+    let is_text = match format {
+        LegacyFormat::Base64IvCt => STANDARD.decode(bytes.trim_ascii()).is_ok(),
+        LegacyFormat::HexIvCt => hex::decode(bytes.trim_ascii()).is_ok(),
+        _ => true,
+    };
+    match cell {
+        Cell::Bytes(_) if !is_text => LegacyFormat::RawIvCt,
+        _ => format,
+    }
+}
+
 /// Re-seals `plain` for `(id, column)`.
 fn reseal(v: &Migration<'_>, id: &Id, column: usize, old: &Cell, plain: &[u8]) -> Outcome {
     let ctx = v.binding.context(id, column);
@@ -194,7 +208,11 @@ impl Transform for Migration<'_> {
         }
         match self.legacy {
             None => Outcome::Failed("not a kura envelope"),
-            Some(legacy) => match self.vault.open_any(bytes, &ctx, Some(legacy)) {
+            Some((key, format)) => match self.vault.open_any(
+                bytes,
+                &ctx,
+                Some((key, value_format(format, cell, bytes))),
+            ) {
                 Ok((plain, Origin::Legacy)) => reseal(self, id, column, cell, &plain),
                 Ok((_, Origin::Envelope)) => Outcome::Unchanged(None),
                 Err(_) => Outcome::Failed("it does not decrypt under the legacy key"),
@@ -205,6 +223,7 @@ impl Transform for Migration<'_> {
 
 impl Check for Migration<'_> {
     fn check(&self, id: &Id, column: usize, now: &Cell, before: Option<&Cell>) -> Verdict {
+        let before_cell = before;
         let before = before.and_then(content);
         let Some(bytes) = content(now) else {
             return if before.is_none() {
@@ -220,7 +239,13 @@ impl Check for Migration<'_> {
         let Ok(plain) = self.vault.open(&env, &ctx) else {
             return Verdict::Bad(NOT_OPENING);
         };
-        match before.map(|b| self.vault.open_any(b, &ctx, self.legacy)) {
+        let legacy = |b: &[u8]| {
+            self.legacy.map(|(k, f)| {
+                let old = Cell::Bytes(Vec::new());
+                (k, value_format(f, before_cell.unwrap_or(&old), b))
+            })
+        };
+        match before.map(|b| self.vault.open_any(b, &ctx, legacy(b))) {
             Some(Ok((old, _))) if old[..] == plain[..] => Verdict::Good,
             _ => Verdict::Changed,
         }

@@ -202,13 +202,24 @@ impl Table for SqliteTable {
                 .path
                 .with_file_name(format!("{name}.pre-kura-migration-{stamp}-{n}.bak"));
         }
+        // Written under a temporary name and renamed once complete and on disk: a run
+        // killed meanwhile leaves no half backup under the final name.
+        let partial = path.with_extension("bak.partial");
         self.conn
             .backup(
                 rusqlite::MAIN_DB,
-                &path,
+                &partial,
                 None::<fn(rusqlite::backup::Progress)>,
             )
-            .with_context(|| format!("cannot back up the database to {}", path.display()))?;
+            .with_context(|| format!("cannot back up the database to {}", partial.display()))?;
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .and_then(|()| match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+                _ => Ok(()),
+            })
+            .with_context(|| format!("cannot complete the backup {}", path.display()))?;
         Ok(path.display().to_string())
     }
 
