@@ -44,4 +44,4 @@ pub use keyring::{
     OpenReport, REFRESH_SECS, Status,
 };
 pub use master_key::{LocalMasterKey, MasterKey};
-pub use vault::{LEGACY_KEY_LEN, LegacyFormat, LegacyKey, Origin, Vault};
+pub use vault::{LEGACY_KEY_LEN, LegacyFormat, LegacyKey, Origin, Vault, find_envelope};

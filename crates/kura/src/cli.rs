@@ -313,6 +313,9 @@ pub struct BenchArgs {
     /// per server instead of 10 s).
     #[arg(long)]
     pub quick: bool,
+    /// Rows of the migration benchmark [default: 1000000, or 50000 with --quick].
+    #[arg(long)]
+    pub rows: Option<u64>,
 }
 
 /// What `kura bench` measures.
@@ -323,6 +326,9 @@ pub enum BenchMode {
     /// The KMS server over HTTP (16 keep-alive connections sending SigV4-signed Encrypt
     /// requests) against a bare HTTP server that does no work; all on 127.0.0.1.
     Server,
+    /// `migrate-encryption` of an SQLite table of 200-byte legacy values against a plain
+    /// read + update pass over the same rows without crypto.
+    Migrate,
 }
 
 /// The table a job works on, and how.

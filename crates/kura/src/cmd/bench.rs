@@ -117,8 +117,10 @@ pub(crate) fn table(rows: &[Row], raw: &str) -> String {
 }
 
 pub(crate) fn run(cli: &Cli, a: &BenchArgs) -> Result<()> {
-    if a.mode == BenchMode::Server {
-        return crate::cmd::bench_server::run(cli, a);
+    match a.mode {
+        BenchMode::Server => return crate::cmd::bench_server::run(cli, a),
+        BenchMode::Migrate => return crate::cmd::migrate::bench(cli, a),
+        BenchMode::Formats => {}
     }
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&dir.path().join("keystore.db"))?);

@@ -92,6 +92,7 @@ impl SqliteTable {
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(30))?;
+        conn.execute_batch(crate::cmd::migrate::SQLITE_TUNING)?;
         let mut declared = std::collections::HashMap::new();
         {
             let mut stmt = conn.prepare("SELECT name, type FROM pragma_table_info(?1)")?;
@@ -334,12 +335,17 @@ impl Table for SqliteTable {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let cas: Vec<String> = (0..t.columns.len())
+            .map(|i| {
+                let col = t.column_q(i);
+                format!("UPDATE {table} SET {col} = ?1 WHERE {id} = ?2 AND {col} IS ?3")
+            })
+            .collect();
         for u in updates {
             let col = t.column_q(u.column);
+            let sql = cas.get(u.column).map_or("", String::as_str);
             let n = tx
-                .prepare_cached(&format!(
-                    "UPDATE {table} SET {col} = ?1 WHERE {id} = ?2 AND {col} IS ?3"
-                ))?
+                .prepare_cached(sql)?
                 .execute(params![u.new, u.id, u.old])?;
             if n > 0 {
                 continue;

@@ -190,6 +190,69 @@ fn report_failure(pass: &Pass<'_>, id: &Id, col: usize, why: &str) {
     tracing::warn!(row = %id, column = name, "{why}; the value is left unchanged");
 }
 
+/// Counts a transformed batch and writes its changes with the progress.
+fn apply_batch(
+    table: &mut dyn Table,
+    transform: &dyn Transform,
+    pass: &Pass<'_>,
+    progress: &mut Progress,
+    rows: Vec<Row>,
+    outcomes: Vec<Vec<Outcome>>,
+) -> Result<()> {
+    let last_id = rows.last().map(|r| r.id.clone());
+    let mut updates = Vec::new();
+    let mut keys = Vec::new();
+    for (row, outs) in rows.into_iter().zip(outcomes) {
+        for ((col, cell), out) in row.cells.into_iter().enumerate().zip(outs) {
+            count(&mut progress.counts, &out);
+            match out {
+                Outcome::Changed(new, key) => {
+                    keys.push(key);
+                    updates.push(Update {
+                        id: row.id.clone(),
+                        column: col,
+                        old: cell,
+                        new,
+                    });
+                }
+                Outcome::Failed(why) => report_failure(pass, &row.id, col, why),
+                Outcome::Empty | Outcome::Unchanged(_) => {}
+            }
+        }
+    }
+    progress.last_id = last_id;
+    if pass.dry_run {
+        return Ok(());
+    }
+    // A value the application changed meanwhile is decided again from its new contents;
+    // the counts follow.
+    let mut redone: Vec<(u64, Outcome)> = Vec::new();
+    let mut redo = |id: &Id, col: usize, current: &Cell| {
+        let first = updates
+            .iter()
+            .zip(&keys)
+            .find(|(u, _)| u.column == col && &u.id == id)
+            .map_or(0, |(_, k)| *k);
+        let out = transform.apply(id, col, current);
+        let new = match &out {
+            Outcome::Changed(c, _) => Some(c.clone()),
+            Outcome::Failed(why) => {
+                report_failure(pass, id, col, why);
+                None
+            }
+            Outcome::Empty | Outcome::Unchanged(_) => None,
+        };
+        redone.push((first, out));
+        new
+    };
+    table.write(&updates, &mut redo, progress)?;
+    for (key, new) in redone {
+        uncount(&mut progress.counts, &Outcome::Changed(Cell::Null, key));
+        count(&mut progress.counts, &new);
+    }
+    Ok(())
+}
+
 /// Runs `pass` over `table` with `transform`, resuming a job that was interrupted.
 pub(crate) fn run(
     table: &mut dyn Table,
@@ -239,63 +302,30 @@ pub(crate) fn run(
     say(pass.start_line.to_string());
     let mut meter = Meter::new(total, pass.verb, pass.quiet);
     let mut rows_done = 0u64;
-    loop {
-        let rows = table.read(Source::Live, progress.last_id.as_ref(), None, pass.batch)?;
-        let Some(last) = rows.last() else { break };
-        let last_id = last.id.clone();
-        let outcomes = transform_rows(transform, &rows);
-        rows_done += rows.len() as u64;
-        let mut updates = Vec::new();
-        let mut keys = Vec::new();
-        for (row, outs) in rows.into_iter().zip(outcomes) {
-            for ((col, cell), out) in row.cells.into_iter().enumerate().zip(outs) {
-                count(&mut progress.counts, &out);
-                match out {
-                    Outcome::Changed(new, key) => {
-                        keys.push(key);
-                        updates.push(Update {
-                            id: row.id.clone(),
-                            column: col,
-                            old: cell,
-                            new,
-                        });
-                    }
-                    Outcome::Failed(why) => report_failure(pass, &row.id, col, why),
-                    Outcome::Empty | Outcome::Unchanged(_) => {}
-                }
-            }
-        }
-        progress.last_id = Some(last_id);
-        if !pass.dry_run {
-            // A value the application changed meanwhile is decided again from its new
-            // contents; the counts follow.
-            let mut redone: Vec<(u64, Outcome)> = Vec::new();
-            let mut redo = |id: &Id, col: usize, current: &Cell| {
-                let first = updates
-                    .iter()
-                    .zip(&keys)
-                    .find(|(u, _)| u.column == col && &u.id == id)
-                    .map_or(0, |(_, k)| *k);
-                let out = transform.apply(id, col, current);
-                let new = match &out {
-                    Outcome::Changed(c, _) => Some(c.clone()),
-                    Outcome::Failed(why) => {
-                        report_failure(pass, id, col, why);
-                        None
-                    }
-                    Outcome::Empty | Outcome::Unchanged(_) => None,
-                };
-                redone.push((first, out));
-                new
+    // A pipeline: while batch N is written (one core), batch N+1 is transformed.
+    std::thread::scope(|s| -> Result<()> {
+        let spawn = |rows: Vec<Row>| {
+            s.spawn(move || {
+                let outcomes = transform_rows(transform, &rows);
+                (rows, outcomes)
+            })
+        };
+        let first = table.read(Source::Live, progress.last_id.as_ref(), None, pass.batch)?;
+        let mut next = spawn(first);
+        loop {
+            let (rows, outcomes) = next
+                .join()
+                .map_err(|_| anyhow::anyhow!("a worker thread failed"))?;
+            let Some(last) = rows.last() else {
+                return Ok(());
             };
-            table.write(&updates, &mut redo, &progress)?;
-            for (key, new) in redone {
-                uncount(&mut progress.counts, &Outcome::Changed(Cell::Null, key));
-                count(&mut progress.counts, &new);
-            }
+            let ahead = table.read(Source::Live, Some(&last.id), None, pass.batch)?;
+            next = spawn(ahead);
+            rows_done += rows.len() as u64;
+            apply_batch(table, transform, pass, &mut progress, rows, outcomes)?;
+            meter.at(rows_done, false);
         }
-        meter.at(rows_done, false);
-    }
+    })?;
     meter.at(rows_done, true);
     if !pass.dry_run {
         table.finish(&pass.job)?;
