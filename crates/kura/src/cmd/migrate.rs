@@ -264,11 +264,13 @@ fn run_job(
 ) -> Result<()> {
     let by = w.by;
     let mut t = table::open(&p.database, &p.target)?;
+    // A resumed job must go on exactly as it began: the binding is part of its name.
     let job = format!(
-        "{by}:{}:{}:{}",
+        "{by}:{}:{}:{}{}",
         p.target.table,
         p.target.id_column,
-        p.target.columns.join(",")
+        p.target.columns.join(","),
+        if p.bind_rows { "" } else { ":unbound" }
     );
     let migration = Migration {
         storage: t.storage().to_vec(),

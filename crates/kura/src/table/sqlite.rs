@@ -129,7 +129,8 @@ impl SqliteTable {
             }
         }
         Ok(Self {
-            path: path.to_path_buf(),
+            // Absolute, for the usage record and the messages that name it.
+            path: path.canonicalize().unwrap_or_else(|_| path.to_path_buf()),
             conn,
             target: target.clone(),
             storage,
