@@ -204,8 +204,10 @@ impl Table for PgTable {
             format!("WHERE {}", bounds.join(" AND "))
         };
         args.push(Box::new(i64::from(limit)));
+        // The text form of the id gets another name: ORDER BY would otherwise sort by it
+        // (as text) instead of by the id column.
         let sql = format!(
-            "SELECT {id}::text, {} FROM {from} {filter} ORDER BY {id} LIMIT ${}",
+            "SELECT {id}::text AS kura_row_id, {} FROM {from} {filter} ORDER BY {id} LIMIT ${}",
             self.target.columns_q(),
             args.len()
         );
