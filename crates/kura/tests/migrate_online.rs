@@ -262,8 +262,14 @@ fn read_back(s: &Setup, w: &Written) -> (Vec<i64>, Vec<String>) {
             (Some(p), Seen::Envelope(x)) if &x == p => {}
             (Some(p), Seen::Legacy(x)) if &x == p => legacy.push(id),
             (want, seen) => bad.push(format!(
-                "row {id}: wanted {:?}, read {seen:?}",
-                want.as_deref().map(String::from_utf8_lossy)
+                "row {id}: wanted {:?}, read {}",
+                want.as_deref().map(String::from_utf8_lossy),
+                match seen {
+                    Seen::Envelope(x) =>
+                        format!("an envelope of {:?}", String::from_utf8_lossy(&x)),
+                    Seen::Legacy(x) => format!("legacy text of {:?}", String::from_utf8_lossy(&x)),
+                    other => format!("{other:?}"),
+                }
             )),
         }
     }
