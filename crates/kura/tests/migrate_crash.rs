@@ -170,9 +170,8 @@ fn run(sb: &Sandbox, mut cmd: Command, kill_after: Option<Duration>) -> Ran {
     let mut out = child.stdout.take().unwrap();
     let err = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        out.read_to_end(&mut v).unwrap();
-        v
+        let mut v = String::new();
+        out.read_to_string(&mut v).map(|_| v)
     });
     let err = std::thread::spawn(move || {
         BufReader::new(err)
@@ -192,13 +191,12 @@ fn run(sb: &Sandbox, mut cmd: Command, kill_after: Option<Duration>) -> Ran {
         }
         std::thread::sleep(Duration::from_millis(1));
     };
-    let took = start.elapsed();
     let ran = Ran {
         status,
         killed: status.signal() == Some(9),
-        stdout: String::from_utf8(out.join().unwrap()).unwrap(),
+        took: start.elapsed(),
+        stdout: out.join().unwrap().unwrap(),
         stderr: err.join().unwrap(),
-        took,
     };
     sb.check(&Run {
         code: status.code(),
@@ -440,10 +438,7 @@ impl World<'_> {
 /// Puts the original table back for a new job (no run is alive; a journal left is not hot,
 /// since the checks have opened the database since).
 fn restore(sb: &Sandbox) {
-    let journal = sb.join(&format!("{DB}-journal"));
-    if journal.exists() {
-        fs::remove_file(journal).unwrap();
-    }
+    let _ = fs::remove_file(sb.join(&format!("{DB}-journal")));
     fs::copy(sb.join(PRISTINE), sb.join(DB)).unwrap();
 }
 
