@@ -15,9 +15,9 @@
 //! recorded and takes none.
 //!
 //! Kill delays are drawn over the span of an uninterrupted run from where the job stands
-//! (measured once on a copy of the table), plus a tenth: the whole run for a new job (half
-//! the time just its start and backup), the rest of the rows for a resumed one; so kills
-//! land in the backup, in the middle and near the end, and some runs finish. Once a job is
+//! (measured once on a copy of the table), plus a quarter: the whole run for a new job
+//! (half the time just its start and backup), the start and the rows left for a resumed
+//! one. So kills land in the backup, in the middle and near the end, and some runs finish. Once a job is
 //! complete, the next trial starts a new one on the original table. In the end a run
 //! completes the job and every value is checked. The seed is printed; `KURA_CRASH_SEED`
 //! replays the delays and the samples, `KURA_CRASH_TRIALS` sets the number of kills
@@ -522,23 +522,22 @@ fn killed_runs_resume_and_lose_nothing() {
     };
     let mut tally = Tally::default();
     let mut job = Job::New;
-    // How long a resumed run takes to start (its first line), as seen so far.
-    let mut resume_start = Duration::from_millis(50);
     for trial in 0..trials {
         if job == Job::Done {
             restore(&sb);
             job = Job::New;
         }
         let rng = h.rng();
-        let span = match &job {
+        let delay = match &job {
+            // A resumed run: its start (taken as long as a new run's), then the rows left.
             Job::Running { last, .. } => {
                 let left = (ROWS - last) as f64 / ROWS as f64;
-                resume_start + (cal.total - cal.start).mul_f64(left)
+                let span = cal.start + (cal.total - cal.start).mul_f64(left);
+                rng.duration_up_to(span * 5 / 4)
             }
-            _ if rng.below(2) == 0 => cal.start,
-            _ => cal.total,
+            _ if rng.below(2) == 0 => rng.duration_up_to(cal.start * 5 / 4),
+            _ => rng.duration_up_to(cal.total * 5 / 4),
         };
-        let delay = rng.duration_up_to(span * 11 / 10);
         let (baks, partials) = w.check_files();
         let ran = run(&sb, migrate(&db), Some(delay));
         let what = format!("trial {trial} (killed after {delay:?}, job {job:?})");
@@ -546,7 +545,7 @@ fn killed_runs_resume_and_lose_nothing() {
             assert!(ran.status.success(), "{what}: {}", ran.stderr_text());
             assert_eq!(ran.stdout.trim(), SUMMARY, "{what}");
         }
-        if let Some((t, line)) = ran.line("resuming an interrupted run") {
+        if let Some((_, line)) = ran.line("resuming an interrupted run") {
             let Job::Running { last, backup } = &job else {
                 panic!("{what}: resumed a job that was not running: {line}");
             };
@@ -559,7 +558,6 @@ fn killed_runs_resume_and_lose_nothing() {
                 "resuming an interrupted run after row {at}; the backup taken when it began is {backup}"
             );
             assert_eq!(line, &said, "{what}");
-            resume_start = resume_start.max(*t);
             tally.resumed += 1;
         } else {
             assert!(
@@ -569,6 +567,12 @@ fn killed_runs_resume_and_lose_nothing() {
             );
         }
         let after = w.check(h.rng(), Some(SAMPLE));
+        // Shown if the test fails.
+        let end = if ran.killed { "killed" } else { "finished" };
+        eprintln!(
+            "[migrate_crash] {what}: {end} at {:?}, job {after:?}",
+            ran.took
+        );
         let (baks_after, partials_after) = w.check_files();
         tally.killed_in_backup += partials_after.difference(&partials).count();
         if matches!(job, Job::Running { .. }) {
