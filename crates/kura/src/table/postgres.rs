@@ -305,6 +305,8 @@ impl Table for PgTable {
             // Changed since it was read: decide again from what is there now, under the
             // row lock taken by FOR UPDATE.
             let Some(row) = tx.query_opt(select.as_str(), &[&id])? else {
+                // Deleted meanwhile: decided as a NULL (nothing to write).
+                redo(&u.id, u.column, &Cell::Null);
                 continue;
             };
             let current = if bytes.get(u.column) == Some(&true) {

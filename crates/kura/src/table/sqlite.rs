@@ -81,6 +81,28 @@ fn storage_of(declared: &str) -> Storage {
     }
 }
 
+/// Copies the whole database with the online backup API in one step (one read
+/// transaction: writers of a WAL database go on meanwhile, and a commit by another
+/// connection does not restart the copy), retrying while a writer of a rollback-journal
+/// database holds its lock.
+fn copy_database(conn: &Connection, to: &Path) -> Result<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let mut dst = Connection::open(to)?;
+    let backup = Backup::new(conn, &mut dst)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More | StepResult::Busy | StepResult::Locked
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => bail!("the database stayed locked by other writers for two minutes; try again when it is quieter"),
+        }
+    }
+}
+
 impl SqliteTable {
     pub(crate) fn open(path: &Path, target: &Target) -> Result<Self> {
         if !path.is_file() {
@@ -207,12 +229,7 @@ impl Table for SqliteTable {
         // Written under a temporary name and renamed once complete and on disk: a run
         // killed meanwhile leaves no half backup under the final name.
         let partial = path.with_extension("bak.partial");
-        self.conn
-            .backup(
-                rusqlite::MAIN_DB,
-                &partial,
-                None::<fn(rusqlite::backup::Progress)>,
-            )
+        copy_database(&self.conn, &partial)
             .with_context(|| format!("cannot back up the database to {}", partial.display()))?;
         std::fs::File::open(&partial)
             .and_then(|f| f.sync_all())
@@ -357,7 +374,8 @@ impl Table for SqliteTable {
                 .prepare_cached(&format!("SELECT {col} FROM {table} WHERE {id} = ?1"))?
                 .query_row([&u.id], |r| r.get_ref(0).map(cell_of))
                 .optional()?;
-            if let Some(new) = current.and_then(|c| redo(&u.id, u.column, &c)) {
+            // A deleted row is decided as a NULL (nothing to write, counted as empty).
+            if let Some(new) = redo(&u.id, u.column, &current.unwrap_or(Cell::Null)) {
                 tx.prepare_cached(&format!("UPDATE {table} SET {col} = ?1 WHERE {id} = ?2"))?
                     .execute(params![new, u.id])?;
             }
