@@ -180,6 +180,30 @@ fn identifier(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The `WHERE` clause of a read of ids in `(after, upto]` naming only the bounds given (so
+/// that the database can seek on the id's index), and the ids it binds in order;
+/// `placeholder(n)` writes the n-th parameter (1-based).
+fn id_range<'a>(
+    id: &str,
+    after: Option<&'a Id>,
+    upto: Option<&'a Id>,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<&'a Id>) {
+    let mut bounds = Vec::new();
+    let mut ids = Vec::new();
+    for (bound, op) in [(after, ">"), (upto, "<=")] {
+        if let Some(v) = bound {
+            ids.push(v);
+            bounds.push(format!("{id} {op} {}", placeholder(ids.len())));
+        }
+    }
+    if bounds.is_empty() {
+        (String::new(), ids)
+    } else {
+        (format!("WHERE {}", bounds.join(" AND ")), ids)
+    }
+}
+
 /// Quotes a checked identifier.
 fn quote(name: &str) -> String {
     format!("\"{name}\"")
@@ -243,6 +267,40 @@ pub(crate) fn redact(database: &str) -> String {
             None => database.to_string(),
         },
         None => database.to_string(),
+    }
+}
+
+/// The statements on the progress table, with `p(n)` writing the n-th parameter and
+/// `int`/`flag` the column types of the database.
+struct ProgressSql {
+    create: String,
+    select: String,
+    upsert: String,
+    delete: String,
+}
+
+impl ProgressSql {
+    fn new(p: impl Fn(usize) -> String, int: &str, flag: &str) -> Self {
+        let params: Vec<String> = (1..=10).map(&p).collect();
+        Self {
+            create: format!(
+                "CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (job TEXT PRIMARY KEY, backup TEXT NOT NULL, \
+                 last_id TEXT, last_id_is_int {flag} NOT NULL, changed {int} NOT NULL, unchanged {int} NOT NULL, \
+                 empty {int} NOT NULL, failed {int} NOT NULL, data_keys TEXT NOT NULL, updated_at {int} NOT NULL)"
+            ),
+            select: format!(
+                "SELECT backup, last_id, last_id_is_int, changed, unchanged, empty, failed, data_keys FROM {PROGRESS_TABLE} WHERE job = {}",
+                p(1)
+            ),
+            upsert: format!(
+                "INSERT INTO {PROGRESS_TABLE} VALUES ({}) ON CONFLICT (job) DO UPDATE SET \
+                 backup = excluded.backup, last_id = excluded.last_id, last_id_is_int = excluded.last_id_is_int, \
+                 changed = excluded.changed, unchanged = excluded.unchanged, empty = excluded.empty, failed = excluded.failed, \
+                 data_keys = excluded.data_keys, updated_at = excluded.updated_at",
+                params.join(", ")
+            ),
+            delete: format!("DELETE FROM {PROGRESS_TABLE} WHERE job = {}", p(1)),
+        }
     }
 }
 

@@ -12,9 +12,9 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
 use super::{
-    Cell, Counts, Id, PROGRESS_TABLE, Progress, Redo, Row, Source, Storage, Table, Target, Update,
-    id_columns, id_from_columns, identifier, keys_from_json, keys_to_json, quote, redact, to_i64,
-    to_u64,
+    Cell, Counts, Id, PROGRESS_TABLE, Progress, ProgressSql, Redo, Row, Source, Storage, Table,
+    Target, Update, id_columns, id_from_columns, id_range, identifier, keys_from_json,
+    keys_to_json, quote, redact, to_i64, to_u64,
 };
 
 type Param = Box<dyn ToSql + Sync>;
@@ -28,6 +28,7 @@ pub(crate) struct PgTable {
     id_type: String,
     id_is_int: bool,
     progress_ready: bool,
+    sql: ProgressSql,
 }
 
 impl PgTable {
@@ -85,6 +86,7 @@ impl PgTable {
             id_is_int: matches!(id_typname.as_str(), "int2" | "int4" | "int8"),
             id_type,
             progress_ready: false,
+            sql: ProgressSql::new(|n| format!("${n}"), "BIGINT", "BOOLEAN"),
         })
     }
 
@@ -190,19 +192,13 @@ impl Table for PgTable {
             }
         };
         let id = self.target.id_q();
-        let mut bounds = Vec::new();
-        let mut args: Vec<Param> = Vec::new();
-        for (bound, op) in [(after, ">"), (upto, "<=")] {
-            if let Some(v) = bound {
-                args.push(Box::new(v.to_string()));
-                bounds.push(format!("{id} {op} ${}::text::{}", args.len(), self.id_type));
-            }
-        }
-        let filter = if bounds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", bounds.join(" AND "))
-        };
+        let (filter, ids) = id_range(&id, after, upto, |n| {
+            format!("${n}::text::{}", self.id_type)
+        });
+        let mut args: Vec<Param> = ids
+            .into_iter()
+            .map(|i| Box::new(i.to_string()) as Param)
+            .collect();
         args.push(Box::new(i64::from(limit)));
         // The text form of the id gets another name: ORDER BY would otherwise sort by it
         // (as text) instead of by the id column.
@@ -229,13 +225,7 @@ impl Table for PgTable {
         if !self.has_progress_table()? {
             return Ok(None);
         }
-        let Some(r) = self.client.query_opt(
-            &format!(
-                "SELECT backup, last_id, last_id_is_int, changed, unchanged, empty, failed, data_keys FROM {PROGRESS_TABLE} WHERE job = $1"
-            ),
-            &[&job],
-        )?
-        else {
+        let Some(r) = self.client.query_opt(&self.sql.select, &[&job])? else {
             return Ok(None);
         };
         Ok(Some(Progress {
@@ -259,11 +249,7 @@ impl Table for PgTable {
         progress: &Progress,
     ) -> Result<()> {
         if !self.progress_ready {
-            self.client.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (job TEXT PRIMARY KEY, backup TEXT NOT NULL, \
-                 last_id TEXT, last_id_is_int BOOLEAN NOT NULL, changed BIGINT NOT NULL, unchanged BIGINT NOT NULL, \
-                 empty BIGINT NOT NULL, failed BIGINT NOT NULL, data_keys TEXT NOT NULL, updated_at BIGINT NOT NULL)"
-            ))?;
+            self.client.batch_execute(&self.sql.create)?;
             self.progress_ready = true;
         }
         let table = self.target.table_q();
@@ -328,12 +314,7 @@ impl Table for PgTable {
         let (last, is_int) = id_columns(progress.last_id.as_ref());
         let c = &progress.counts;
         tx.execute(
-            &format!(
-                "INSERT INTO {PROGRESS_TABLE} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (job) DO UPDATE SET \
-                 backup = excluded.backup, last_id = excluded.last_id, last_id_is_int = excluded.last_id_is_int, \
-                 changed = excluded.changed, unchanged = excluded.unchanged, empty = excluded.empty, failed = excluded.failed, \
-                 data_keys = excluded.data_keys, updated_at = excluded.updated_at"
-            ),
+            &self.sql.upsert,
             &[
                 &progress.job,
                 &progress.backup,
@@ -353,10 +334,7 @@ impl Table for PgTable {
 
     fn finish(&mut self, job: &str) -> Result<()> {
         if self.has_progress_table()? {
-            self.client.execute(
-                &format!("DELETE FROM {PROGRESS_TABLE} WHERE job = $1"),
-                &[&job],
-            )?;
+            self.client.execute(&self.sql.delete, &[&job])?;
         }
         Ok(())
     }

@@ -12,8 +12,9 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use super::{
-    Cell, Counts, Id, PROGRESS_TABLE, Progress, Redo, Row, Source, Storage, Table, Target, Update,
-    id_columns, id_from_columns, keys_from_json, keys_to_json, to_i64, to_u64,
+    Cell, Counts, Id, PROGRESS_TABLE, Progress, ProgressSql, Redo, Row, Source, Storage, Table,
+    Target, Update, id_columns, id_from_columns, id_range, keys_from_json, keys_to_json, to_i64,
+    to_u64,
 };
 
 /// The schema name the backup is attached under for reading.
@@ -26,6 +27,7 @@ pub(crate) struct SqliteTable {
     storage: Vec<Storage>,
     attached: Option<String>,
     progress_ready: bool,
+    sql: ProgressSql,
 }
 
 impl ToSql for Id {
@@ -98,7 +100,9 @@ fn copy_database(conn: &Connection, to: &Path) -> Result<()> {
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            _ => bail!("the database stayed locked by other writers for two minutes; try again when it is quieter"),
+            _ => bail!(
+                "the database stayed locked by other writers for two minutes; try again when it is quieter"
+            ),
         }
     }
 }
@@ -158,6 +162,7 @@ impl SqliteTable {
             storage,
             attached: None,
             progress_ready: false,
+            sql: ProgressSql::new(|n| format!("?{n}"), "INTEGER", "INTEGER"),
         })
     }
 
@@ -257,22 +262,8 @@ impl Table for SqliteTable {
             }
         };
         let id = self.target.id_q();
-        // Only the bounds given, so that SQLite can seek on the id's index.
-        let mut bounds = Vec::new();
-        let mut args: Vec<&dyn ToSql> = Vec::new();
-        if let Some(a) = after {
-            args.push(a);
-            bounds.push(format!("{id} > ?{}", args.len()));
-        }
-        if let Some(u) = upto {
-            args.push(u);
-            bounds.push(format!("{id} <= ?{}", args.len()));
-        }
-        let filter = if bounds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", bounds.join(" AND "))
-        };
+        let (filter, ids) = id_range(&id, after, upto, |n| format!("?{n}"));
+        let mut args: Vec<&dyn ToSql> = ids.into_iter().map(|i| i as &dyn ToSql).collect();
         args.push(&limit);
         let sql = format!(
             "SELECT {id}, {} FROM {from} {filter} ORDER BY {id} LIMIT ?{}",
@@ -298,21 +289,15 @@ impl Table for SqliteTable {
         }
         let row = self
             .conn
-            .query_row(
-                &format!(
-                    "SELECT backup, last_id, last_id_is_int, changed, unchanged, empty, failed, data_keys FROM {PROGRESS_TABLE} WHERE job = ?1"
-                ),
-                [job],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, bool>(2)?,
-                        [r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
-                        r.get::<_, String>(7)?,
-                    ))
-                },
-            )
+            .query_row(&self.sql.select, [job], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, bool>(2)?,
+                    [r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+                    r.get::<_, String>(7)?,
+                ))
+            })
             .optional()?;
         let Some((backup, last, is_int, c, keys)) = row else {
             return Ok(None);
@@ -338,14 +323,7 @@ impl Table for SqliteTable {
         progress: &Progress,
     ) -> Result<()> {
         if !self.progress_ready {
-            self.conn.execute(
-                &format!(
-                    "CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} (job TEXT PRIMARY KEY, backup TEXT NOT NULL, \
-                     last_id TEXT, last_id_is_int INTEGER NOT NULL, changed INTEGER NOT NULL, unchanged INTEGER NOT NULL, \
-                     empty INTEGER NOT NULL, failed INTEGER NOT NULL, data_keys TEXT NOT NULL, updated_at INTEGER NOT NULL)"
-                ),
-                [],
-            )?;
+            self.conn.execute(&self.sql.create, [])?;
             self.progress_ready = true;
         }
         let t = &self.target;
@@ -382,13 +360,7 @@ impl Table for SqliteTable {
         }
         let (last, is_int) = id_columns(progress.last_id.as_ref());
         let c = &progress.counts;
-        tx.prepare_cached(&format!(
-            "INSERT INTO {PROGRESS_TABLE} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(job) DO UPDATE SET \
-             backup = excluded.backup, last_id = excluded.last_id, last_id_is_int = excluded.last_id_is_int, \
-             changed = excluded.changed, unchanged = excluded.unchanged, empty = excluded.empty, failed = excluded.failed, \
-             data_keys = excluded.data_keys, updated_at = excluded.updated_at"
-        ))?
-        .execute(params![
+        tx.prepare_cached(&self.sql.upsert)?.execute(params![
             progress.job,
             progress.backup,
             last,
@@ -406,10 +378,7 @@ impl Table for SqliteTable {
 
     fn finish(&mut self, job: &str) -> Result<()> {
         if self.has_progress_table()? {
-            self.conn.execute(
-                &format!("DELETE FROM {PROGRESS_TABLE} WHERE job = ?1"),
-                [job],
-            )?;
+            self.conn.execute(&self.sql.delete, [job])?;
         }
         Ok(())
     }
