@@ -146,22 +146,32 @@ pub(crate) fn migrate_args(
     legacy_file: &Path,
     extra: &[&str],
 ) -> Vec<String> {
+    let mut args = table_args("migrate-encryption", database, (table, id, columns));
+    args.push("--legacy-key-file".into());
+    args.push(legacy_file.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `command --database … --table … --id-column … --column …`.
+fn table_args(
+    command: &str,
+    database: &str,
+    (table, id, columns): (&str, &str, &[&str]),
+) -> Vec<String> {
     let mut args = vec![
-        "migrate-encryption".to_string(),
+        command.to_string(),
         "--database".into(),
         database.into(),
         "--table".into(),
         table.into(),
         "--id-column".into(),
         id.into(),
-        "--legacy-key-file".into(),
-        legacy_file.display().to_string(),
     ];
     for c in columns {
         args.push("--column".into());
         args.push((*c).into());
     }
-    args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
 
@@ -170,22 +180,10 @@ pub(crate) fn reencrypt(
     sb: &Sandbox,
     key: &Path,
     database: &str,
-    (table, id, columns): (&str, &str, &[&str]),
+    target: (&str, &str, &[&str]),
     extra: &[&str],
 ) -> Run {
-    let mut args = vec![
-        "reencrypt".to_string(),
-        "--database".into(),
-        database.into(),
-        "--table".into(),
-        table.into(),
-        "--id-column".into(),
-        id.into(),
-    ];
-    for c in columns {
-        args.push("--column".into());
-        args.push((*c).into());
-    }
+    let mut args = table_args("reencrypt", database, target);
     args.extend(extra.iter().map(|s| s.to_string()));
     sb.kura(key, &args)
 }
