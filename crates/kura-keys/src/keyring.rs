@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use kura_crypto::Key256;
+use kura_crypto::{Key256, SecretBytes};
 use kura_format::{EncryptionContext, envelope, stream};
 use kura_store::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Keystore};
 
@@ -309,6 +309,29 @@ impl Keyring {
         })
     }
 
+    /// A key of `len` bytes for one object (a file, a page store), derived from the active
+    /// data key: HKDF-SHA256 with `salt` (the object's random id) and `info` (what the key
+    /// is for). Returns the data key's id, which the caller stores to derive it again.
+    pub fn derive_active(
+        &self,
+        salt: &[u8],
+        info: &[u8],
+        len: usize,
+    ) -> Result<(u64, SecretBytes), Error> {
+        self.with_active(|dk| Ok((dk.id, derive(dk, salt, info, len)?)))
+    }
+
+    /// The key [`Keyring::derive_active`] returned, again, from data key `id`.
+    pub fn derive(
+        &self,
+        id: u64,
+        salt: &[u8],
+        info: &[u8],
+        len: usize,
+    ) -> Result<SecretBytes, Error> {
+        self.with_key(id, |dk| derive(dk, salt, info, len))
+    }
+
     /// Reloads from the keystore if another process changed it. Returns whether it did.
     pub fn refresh(&self) -> Result<bool, Error> {
         let current = self.state.load().snapshot.generation;
@@ -472,6 +495,23 @@ impl Keyring {
     pub fn active_data_key_id(&self) -> u64 {
         self.state.load().active.id
     }
+}
+
+fn derive(dk: &DataKey, salt: &[u8], info: &[u8], len: usize) -> Result<SecretBytes, Error> {
+    let mut out = SecretBytes::new(vec![0u8; len]);
+    kura_crypto::hkdf_sha256(
+        salt,
+        dk.key.expose_secret(),
+        // The length is bound too: HKDF's shorter outputs are prefixes of longer ones.
+        &[
+            b"kura derived key v1\0",
+            &u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes(),
+            info,
+        ],
+        out.expose_secret_mut(),
+    )
+    .map_err(kura_format::Error::from)?;
+    Ok(out)
 }
 
 /// The record of a new active data key `id` of the configured keyring, wrapped by `kek`.

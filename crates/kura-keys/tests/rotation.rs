@@ -386,3 +386,32 @@ fn changing_the_method_rotates_on_next_seal() {
     assert_eq!(envelope_key_id(&seal(&k2, &no_ctx(), b"again")), id2);
     assert_eq!(k2.status().data_keys.len(), 2);
 }
+
+#[test]
+fn derived_keys_are_found_again_after_rotations_and_reopening() {
+    let (env, m1, k) = Env::initialised();
+    let (id, key) = k.derive_active(b"file id 1", b"aes256-ctr", 32).unwrap();
+    let again = |k: &Keyring| k.derive(id, b"file id 1", b"aes256-ctr", 32).unwrap();
+    assert_eq!(again(&k).expose_secret(), key.expose_secret());
+    // Salt, purpose and length each give another key.
+    for (salt, info, len) in [
+        (&b"file id 2"[..], &b"aes256-ctr"[..], 32),
+        (b"file id 1", b"aes128-ctr", 32),
+        (b"file id 1", b"aes256-ctr", 16),
+    ] {
+        let other = k.derive(id, salt, info, len).unwrap();
+        assert_ne!(other.expose_secret(), &key.expose_secret()[..len]);
+    }
+    k.rotate_data_key().unwrap();
+    k.rotate_kek().unwrap();
+    let (new_id, new_key) = k.derive_active(b"file id 1", b"aes256-ctr", 32).unwrap();
+    assert_ne!(new_id, id);
+    assert_ne!(new_key.expose_secret(), key.expose_secret());
+    assert_eq!(again(&k).expose_secret(), key.expose_secret());
+    assert_eq!(again(&env.open(&m1)).expose_secret(), key.expose_secret());
+    k.destroy_data_key(id).unwrap();
+    assert!(matches!(
+        k.derive(id, b"file id 1", b"aes256-ctr", 32),
+        Err(Error::DataKeyDestroyed(i)) if i == id
+    ));
+}
