@@ -240,6 +240,11 @@ impl Vault {
         Self { keyring }
     }
 
+    /// The keyring, to share with other parts of kura (e.g. an `Arc<Keyring>` for kura-fs).
+    pub fn into_keyring(self) -> Keyring {
+        self.keyring
+    }
+
     /// The keyring underneath (rotation, status, streams).
     pub fn keyring(&self) -> &Keyring {
         &self.keyring

@@ -1,0 +1,446 @@
+//! One open file: plaintext, CTR (append-only) or page mode (rewritable).
+//!
+//! Every encrypted file starts with a 32-byte header naming how it is encrypted, so a
+//! file decrypts the same whatever the dictionary says after a crash:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..4 | magic `KRFS` |
+//! | 4 | version 1 |
+//! | 5 | method code (1–4 CTR, 5 page) |
+//! | 6..8 | zero |
+//! | 8..16 | data key id (u64 BE) |
+//! | 16..32 | salt: the file's random id; its key is derived from the data key with it, and it is the CTR initial counter |
+//!
+//! CTR files are write-once/append-only: a write must start at or past the end, and
+//! truncation is only to zero (the file then gets a new salt, so a new key). This is the
+//! rule that keeps CTR from ever encrypting two contents at one offset under one key;
+//! files rewritten in place use the page mode.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use kura_crypto::CtrCipher;
+use kura_keys::Keyring;
+
+use crate::dict::FileInfo;
+use crate::page::{PAGE, PageCipher, UNIT};
+use crate::{Error, Method};
+
+/// Bytes of the header of an encrypted file.
+pub const HEADER: usize = 32;
+const MAGIC: &[u8; 4] = b"KRFS";
+const VERSION: u8 = 1;
+
+/// The header of `info`.
+pub(crate) fn header(info: &FileInfo) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(MAGIC);
+    h[4] = VERSION;
+    h[5] = info.method.code();
+    h[8..16].copy_from_slice(&info.key_id.to_be_bytes());
+    h[16..].copy_from_slice(&info.salt);
+    h
+}
+
+/// The file info a header names, if it is one.
+pub(crate) fn parse_header(h: &[u8]) -> Option<FileInfo> {
+    if h.len() < HEADER || &h[..4] != MAGIC || h[4] != VERSION || h[6..8] != [0, 0] {
+        return None;
+    }
+    let method = Method::from_code(h[5]).filter(|m| *m != Method::Plaintext)?;
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&h[8..16]);
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&h[16..32]);
+    Some(FileInfo {
+        method,
+        key_id: u64::from_be_bytes(id),
+        salt,
+    })
+}
+
+/// The key of a file.
+pub(crate) fn file_key(
+    keyring: &Keyring,
+    info: &FileInfo,
+) -> Result<kura_crypto::SecretBytes, Error> {
+    Ok(keyring.derive(
+        info.key_id,
+        &info.salt,
+        info.method.as_str().as_bytes(),
+        info.method.key_len(),
+    )?)
+}
+
+enum Kind {
+    Plain,
+    Ctr(CtrCipher),
+    Page(PageCipher),
+}
+
+/// An open file. All methods take `&self` and may be called from many threads; writes
+/// are serialised per file.
+pub struct File {
+    path: PathBuf,
+    file: fs::File,
+    kind: Kind,
+    info: Option<FileInfo>,
+    /// The plaintext length.
+    len: RwLock<u64>,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("path", &self.path)
+            .field("method", &self.method())
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl File {
+    /// Opens `file` at `path`: encrypted as its header says, or plaintext if it has none
+    /// and `expect` (the dictionary's entry) names none.
+    pub(crate) fn open(
+        path: PathBuf,
+        file: fs::File,
+        keyring: &Keyring,
+        expect: Option<FileInfo>,
+    ) -> Result<Self, Error> {
+        let physical = file.metadata().map_err(io(&path))?.len();
+        let mut head = [0u8; HEADER];
+        let info = if physical >= HEADER as u64 {
+            file.read_exact_at(&mut head, 0).map_err(io(&path))?;
+            parse_header(&head)
+        } else {
+            None
+        };
+        let info = match (info, expect) {
+            (Some(i), _) => Some(i),
+            // An entry but no header: an empty file created and not yet written, or a
+            // header torn by a crash before anything was synced.
+            (None, Some(e)) if physical < HEADER as u64 => {
+                file.set_len(0).map_err(io(&path))?;
+                file.write_all_at(&header(&e), 0).map_err(io(&path))?;
+                Some(e)
+            }
+            (None, Some(_)) => return Err(Error::Decrypt),
+            (None, None) => None,
+        };
+        let kind = match &info {
+            None => Kind::Plain,
+            Some(i) => {
+                let key = file_key(keyring, i)?;
+                match i.method.ctr() {
+                    Some(c) => Kind::Ctr(CtrCipher::new(c, key.expose_secret(), i.salt)?),
+                    None => Kind::Page(PageCipher::new(key.expose_secret(), i.salt)?),
+                }
+            }
+        };
+        let mut f = Self {
+            path,
+            file,
+            kind,
+            info,
+            len: RwLock::new(0),
+        };
+        let len = f.plaintext_len()?;
+        f.len = RwLock::new(len);
+        Ok(f)
+    }
+
+    /// How the file is encrypted.
+    pub fn method(&self) -> Method {
+        self.info.map_or(Method::Plaintext, |i| i.method)
+    }
+
+    /// The page cipher of a page-mode file.
+    pub(crate) fn page_cipher(&self) -> Option<&PageCipher> {
+        match &self.kind {
+            Kind::Page(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The dictionary entry of the file (`None`: plaintext).
+    pub fn info(&self) -> Option<FileInfo> {
+        self.info
+    }
+
+    fn plaintext_len(&self) -> Result<u64, Error> {
+        let physical = self.file.metadata().map_err(io(&self.path))?.len();
+        match &self.kind {
+            Kind::Plain => Ok(physical),
+            Kind::Ctr(_) => Ok(physical.saturating_sub(HEADER as u64)),
+            Kind::Page(c) => {
+                // A unit torn off the end by a crash is not part of the file.
+                let units = physical.saturating_sub(HEADER as u64) / UNIT as u64;
+                if units == 0 {
+                    return Ok(0);
+                }
+                let mut unit = Box::new([0u8; UNIT]);
+                let mut page = Box::new([0u8; PAGE]);
+                self.read_unit(units - 1, &mut unit)?;
+                let used = c.open(units - 1, &unit, &mut page)?;
+                Ok((units - 1) * PAGE as u64 + used as u64)
+            }
+        }
+    }
+
+    fn unit_at(index: u64) -> u64 {
+        HEADER as u64 + index * UNIT as u64
+    }
+
+    fn read_unit(&self, index: u64, unit: &mut [u8; UNIT]) -> Result<(), Error> {
+        self.file
+            .read_exact_at(unit, Self::unit_at(index))
+            .map_err(io(&self.path))
+    }
+
+    /// The plaintext length.
+    pub fn len(&self) -> u64 {
+        *self
+            .len
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (fewer only at the end).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Error> {
+        let len = self
+            .len
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = usize::try_from(len.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let buf = &mut buf[..n];
+        if n == 0 {
+            return Ok(0);
+        }
+        match &self.kind {
+            Kind::Plain => self
+                .file
+                .read_exact_at(buf, offset)
+                .map_err(io(&self.path))?,
+            Kind::Ctr(c) => {
+                self.file
+                    .read_exact_at(buf, HEADER as u64 + offset)
+                    .map_err(io(&self.path))?;
+                c.apply_keystream(offset, buf)?;
+            }
+            Kind::Page(c) => {
+                let mut unit = Box::new([0u8; UNIT]);
+                let mut page = Box::new([0u8; PAGE]);
+                let mut done = 0;
+                while done < n {
+                    let at = offset + done as u64;
+                    let index = at / PAGE as u64;
+                    let skip = (at % PAGE as u64) as usize;
+                    self.read_unit(index, &mut unit)?;
+                    c.open(index, &unit, &mut page)?;
+                    let take = (PAGE - skip).min(n - done);
+                    buf[done..done + take].copy_from_slice(&page[skip..skip + take]);
+                    done += take;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), Error> {
+        if self.read_at(buf, offset)? != buf.len() {
+            return Err(Error::Io {
+                path: self.path.clone(),
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` (past the end: the gap reads as zeros).
+    pub fn write_at(&self, data: &[u8], offset: u64) -> Result<(), Error> {
+        let mut len = self
+            .len
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if data.is_empty() {
+            return Ok(());
+        }
+        match &self.kind {
+            Kind::Plain => self
+                .file
+                .write_all_at(data, offset)
+                .map_err(io(&self.path))?,
+            Kind::Ctr(c) => self.ctr_append(c, &mut len, offset, data)?,
+            Kind::Page(c) => {
+                if offset > *len {
+                    self.grow_pages(c, *len, offset)?;
+                    *len = offset;
+                }
+                let end = offset + data.len() as u64;
+                self.write_pages(c, *len, offset, data)?;
+                *len = (*len).max(end);
+                return Ok(());
+            }
+        }
+        *len = (*len).max(offset + data.len() as u64);
+        Ok(())
+    }
+
+    /// Encrypts `data` at `offset >= len` (the gap as zeros) and moves `len` past it.
+    fn ctr_append(
+        &self,
+        c: &CtrCipher,
+        len: &mut u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), Error> {
+        if offset < *len {
+            return Err(Error::CtrOverwrite {
+                path: self.path.clone(),
+                offset,
+                len: *len,
+            });
+        }
+        let gap = usize::try_from(offset - *len).map_err(|_| Error::TooLarge)?;
+        let mut buf = vec![0u8; gap + data.len()];
+        buf[gap..].copy_from_slice(data);
+        c.apply_keystream(*len, &mut buf)?;
+        self.file
+            .write_all_at(&buf, HEADER as u64 + *len)
+            .map_err(io(&self.path))?;
+        *len = offset + data.len() as u64;
+        Ok(())
+    }
+
+    /// Appends `data`.
+    pub fn append(&self, data: &[u8]) -> Result<(), Error> {
+        self.write_at(data, self.len())
+    }
+
+    /// Seals the pages covering `[offset, offset + data.len())` of a file of `len` bytes
+    /// (`offset <= len`), reading back the pages it changes only in part.
+    fn write_pages(&self, c: &PageCipher, len: u64, offset: u64, data: &[u8]) -> Result<(), Error> {
+        let end = offset + data.len() as u64;
+        let new_len = len.max(end);
+        let first = offset / PAGE as u64;
+        let last = (end - 1) / PAGE as u64;
+        let mut out =
+            vec![0u8; usize::try_from(last - first + 1).map_err(|_| Error::TooLarge)? * UNIT];
+        let mut unit = Box::new([0u8; UNIT]);
+        let mut page = Box::new([0u8; PAGE]);
+        for (k, index) in (first..=last).enumerate() {
+            let start = index * PAGE as u64;
+            let used = usize::try_from((new_len - start).min(PAGE as u64)).unwrap_or(PAGE);
+            page.fill(0);
+            let whole = offset <= start && end >= start + used as u64;
+            if !whole && start < len {
+                self.read_unit(index, &mut unit)?;
+                c.open(index, &unit, &mut page)?;
+            }
+            let from = offset.max(start);
+            let to = end.min(start + PAGE as u64);
+            let d = usize::try_from(from - offset).unwrap_or(0);
+            let p = usize::try_from(from - start).unwrap_or(0);
+            let n = usize::try_from(to - from).unwrap_or(0);
+            page[p..p + n].copy_from_slice(&data[d..d + n]);
+            let slot: &mut [u8; UNIT] = (&mut out[k * UNIT..(k + 1) * UNIT])
+                .try_into()
+                .map_err(|_| Error::TooLarge)?;
+            c.seal(index, &page[..used], slot)?;
+        }
+        self.file
+            .write_all_at(&out, Self::unit_at(first))
+            .map_err(io(&self.path))
+    }
+
+    /// Grows a page file from `len` to `to` bytes of zeros (sealed, never holes: a unit of
+    /// zeros on disk does not open).
+    fn grow_pages(&self, c: &PageCipher, len: u64, to: u64) -> Result<(), Error> {
+        const STEP: u64 = 256 * PAGE as u64;
+        let mut at = len;
+        while at < to {
+            let n = (to - at).min(STEP - at % PAGE as u64);
+            let zeros = vec![0u8; usize::try_from(n).map_err(|_| Error::TooLarge)?];
+            self.write_pages(c, at, at, &zeros)?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Sets the plaintext length: growth reads as zeros. A CTR file can only be emptied
+    /// (see the module documentation); [`crate::EncryptedFs::create`] gives it a new key.
+    pub fn set_len(&self, new: u64) -> Result<(), Error> {
+        let mut len = self
+            .len
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &self.kind {
+            Kind::Plain => self.file.set_len(new).map_err(io(&self.path))?,
+            Kind::Ctr(c) => {
+                if new < *len {
+                    return Err(Error::CtrOverwrite {
+                        path: self.path.clone(),
+                        offset: new,
+                        len: *len,
+                    });
+                }
+                let at = *len;
+                return self.ctr_append(
+                    c,
+                    &mut len,
+                    at,
+                    &vec![0u8; usize::try_from(new - at).map_err(|_| Error::TooLarge)?],
+                );
+            }
+            Kind::Page(c) => {
+                if new > *len {
+                    self.grow_pages(c, *len, new)?;
+                } else if new < *len {
+                    let units = new.div_ceil(PAGE as u64);
+                    if !new.is_multiple_of(PAGE as u64) {
+                        // The new last page shrinks: reseal it with its new length.
+                        let index = units - 1;
+                        let mut unit = Box::new([0u8; UNIT]);
+                        let mut page = Box::new([0u8; PAGE]);
+                        self.read_unit(index, &mut unit)?;
+                        c.open(index, &unit, &mut page)?;
+                        let used = usize::try_from(new - index * PAGE as u64).unwrap_or(PAGE);
+                        page[used..].fill(0);
+                        c.seal(index, &page[..used], &mut unit)?;
+                        self.file
+                            .write_all_at(&unit[..], Self::unit_at(index))
+                            .map_err(io(&self.path))?;
+                    }
+                    self.file
+                        .set_len(Self::unit_at(units))
+                        .map_err(io(&self.path))?;
+                }
+            }
+        }
+        *len = new;
+        Ok(())
+    }
+
+    /// Makes every write so far durable.
+    pub fn sync_data(&self) -> Result<(), Error> {
+        self.file.sync_data().map_err(io(&self.path))
+    }
+}
