@@ -491,6 +491,15 @@ impl Keyring {
         })
     }
 
+    /// Rotates the active data key if it is due (for a background task: otherwise the
+    /// first use after the due time rotates it); returns the new key's id if it did.
+    pub fn rotate_if_due(&self) -> Result<Option<u64>, Error> {
+        let before = self.active_data_key_id();
+        self.with_active(|_| Ok(()))?;
+        let after = self.active_data_key_id();
+        Ok((after != before).then_some(after))
+    }
+
     /// The id of the active data key.
     pub fn active_data_key_id(&self) -> u64 {
         self.state.load().active.id

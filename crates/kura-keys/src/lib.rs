@@ -31,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod background;
 pub mod clock;
 pub mod config;
 mod error;

@@ -415,3 +415,74 @@ fn derived_keys_are_found_again_after_rotations_and_reopening() {
         Err(Error::DataKeyDestroyed(i)) if i == id
     ));
 }
+
+#[test]
+fn the_background_rotator_rotates_when_due_and_survives_failures() {
+    use kura_keys::background::{Rotator, render_metrics};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let (env, _m, k) = Env::initialised();
+    let k = std::sync::Arc::new(k);
+    let first = k.active_data_key_id();
+    let kk = k.clone();
+    let r = Rotator::spawn("test", Duration::from_millis(20), move || {
+        kk.rotate_if_due()
+    })
+    .unwrap();
+    let stats = r.stats();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(stats.rotations.load(Ordering::Relaxed), 0, "not due yet");
+    assert_eq!(k.active_data_key_id(), first);
+    env.clock.advance(LONG + Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.rotations.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "no rotation");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_ne!(k.active_data_key_id(), first);
+    let text = render_metrics(&k.status(), Some(&stats));
+    assert!(text.contains("kura_encryption_initialized 1\n"), "{text}");
+    assert!(
+        text.contains("kura_encryption_data_keys{state=\"active\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kura_encryption_data_keys{state=\"decrypt-only\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kura_encryption_rotations_total 1\n"),
+        "{text}"
+    );
+    drop(r);
+
+    // A check that fails is counted and retried; the thread goes on.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c = calls.clone();
+    let r = Rotator::spawn("failing", Duration::from_millis(5), move || {
+        if c.fetch_add(1, Ordering::Relaxed) < 3 {
+            Err(Error::UnknownDataKey(1))
+        } else {
+            Ok(None)
+        }
+    })
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::Relaxed) < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the rotator stopped after a failure"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(r.stats().failures.load(Ordering::Relaxed), 3);
+    assert_eq!(
+        Rotator::interval_for(Duration::from_secs(7 * 86400)),
+        Duration::from_secs(600)
+    );
+    assert_eq!(
+        Rotator::interval_for(Duration::from_secs(60)),
+        Duration::from_secs(60)
+    );
+}
