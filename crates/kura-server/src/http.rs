@@ -261,7 +261,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     match counts {
         Ok(Ok(c)) => (
             [("content-type", "text/plain; version=0.0.4")],
-            app.metrics.render(&c),
+            app.metrics.render(&c) + &app.kms.key_metrics(),
         )
             .into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response(),

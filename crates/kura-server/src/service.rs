@@ -63,6 +63,7 @@ pub struct Kms {
     pub(crate) users: crate::users::UserCache,
     seen_generation: AtomicU64,
     checked_at: AtomicI64,
+    rotation: std::sync::OnceLock<Arc<kura_keys::background::RotationStats>>,
 }
 
 fn lock_err<T>(p: PoisonError<T>) -> T {
@@ -86,7 +87,36 @@ impl Kms {
             users: crate::users::UserCache::default(),
             seen_generation: AtomicU64::new(0),
             checked_at: AtomicI64::new(i64::MIN),
+            rotation: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Starts rotating the KMS keyring's data key in the background when it is due (every
+    /// [`kura_keys::background::Rotator::interval_for`] the period); its counters appear in
+    /// `/metrics`. Rotation stops when the returned handle is dropped.
+    pub fn start_rotation(
+        self: &Arc<Self>,
+        period: std::time::Duration,
+    ) -> std::io::Result<kura_keys::background::Rotator> {
+        let weak = Arc::downgrade(self);
+        let r = kura_keys::background::Rotator::spawn(
+            KMS_KEYRING,
+            kura_keys::background::Rotator::interval_for(period),
+            move || match weak.upgrade() {
+                Some(kms) => kms.keyring.rotate_if_due(),
+                None => Ok(None),
+            },
+        )?;
+        let _ = self.rotation.set(r.stats());
+        Ok(r)
+    }
+
+    /// The hierarchy's metrics (Prometheus text).
+    pub(crate) fn key_metrics(&self) -> String {
+        kura_keys::background::render_metrics(
+            &self.keyring.status(),
+            self.rotation.get().map(|s| s.as_ref()),
+        )
     }
 
     /// The keystore underneath (e.g. for the node registry of `kura server`).

@@ -224,6 +224,15 @@ fn aws_cli_round_trip_and_restart_keeps_everything() {
         metrics.contains("kura_kms_keys{state=\"Enabled\"} 1"),
         "{metrics}"
     );
+    // The key hierarchy's own metrics, with the background rotation's counters.
+    for line in [
+        "kura_encryption_initialized 1\n",
+        "kura_encryption_data_keys{state=\"active\"} ",
+        "kura_encryption_rotations_total 0\n",
+        "kura_encryption_rotation_failures_total 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
     assert_eq!(s.stop().code(), Some(0), "SIGTERM ends the server cleanly");
 
     // Keys, aliases and material survive a restart; the dev credentials are the same.

@@ -167,6 +167,14 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         (open_kms(cli, id.clone())?, None)
     };
     let kms = Arc::new(kms);
+    // Rotates the data key when due even while no request asks for it; stops with us.
+    let _rotator = kms
+        .start_rotation(
+            env::settings(cli)
+                .map(|s| s.rotation_period)
+                .unwrap_or(kura_keys::config::DEFAULT_ROTATION_PERIOD),
+        )
+        .context("cannot start the data key rotation thread")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
