@@ -50,6 +50,7 @@ pub struct EncryptedFs {
     keyring: Arc<Keyring>,
     dict: Mutex<Dictionary>,
     method: RwLock<Method>,
+    timings: crate::metrics::DictTimings,
 }
 
 impl std::fmt::Debug for EncryptedFs {
@@ -105,6 +106,7 @@ impl EncryptedFs {
             keyring,
             dict: Mutex::new(dict),
             method: RwLock::new(opts.method),
+            timings: crate::metrics::DictTimings::default(),
         };
         fs.reconcile()?;
         Ok(fs)
@@ -128,6 +130,18 @@ impl EncryptedFs {
     /// Changes the method of new files; existing files keep theirs.
     pub fn set_method(&self, method: Method) {
         *self.method.write().unwrap_or_else(PoisonError::into_inner) = method;
+    }
+
+    pub(crate) fn timings(&self) -> &crate::metrics::DictTimings {
+        &self.timings
+    }
+
+    /// Runs one dictionary change, timing it for the metrics.
+    fn timed<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        let started = std::time::Instant::now();
+        let r = f();
+        self.timings.record(started.elapsed());
+        r
     }
 
     fn dict(&self) -> MutexGuard<'_, Dictionary> {
@@ -198,9 +212,9 @@ impl EncryptedFs {
         {
             let mut d = self.dict();
             match &info {
-                Some(i) => d.insert(&rel, *i)?,
+                Some(i) => self.timed(|| d.insert(&rel, *i))?,
                 None => {
-                    d.remove(&rel)?;
+                    self.timed(|| d.remove(&rel))?;
                 }
             }
         }
@@ -244,9 +258,9 @@ impl EncryptedFs {
         let mut d = self.dict();
         let had = d.get(&from);
         if had.is_some() {
-            d.link(&from, &to)?;
+            self.timed(|| d.link(&from, &to))?;
         } else if d.get(&to).is_some() {
-            d.remove(&to)?;
+            self.timed(|| d.remove(&to))?;
         }
         fs::rename(&a, &b).map_err(io(&a))?;
         sync_dir(&parent)?;
@@ -254,7 +268,7 @@ impl EncryptedFs {
             sync_dir(p)?;
         }
         if had.is_some() {
-            d.remove(&from)?;
+            self.timed(|| d.remove(&from))?;
         }
         Ok(())
     }
@@ -267,7 +281,7 @@ impl EncryptedFs {
         fs::create_dir_all(&parent).map_err(io(&parent))?;
         let mut d = self.dict();
         if d.get(&from).is_some() {
-            d.link(&from, &to)?;
+            self.timed(|| d.link(&from, &to))?;
         }
         fs::hard_link(&a, &b).map_err(io(&a))?;
         sync_dir(&parent)
@@ -280,7 +294,7 @@ impl EncryptedFs {
         let mut d = self.dict();
         fs::remove_file(&abs).map_err(io(&abs))?;
         sync_dir(abs.parent().unwrap_or(&self.root))?;
-        d.remove(&rel)?;
+        self.timed(|| d.remove(&rel))?;
         Ok(())
     }
 
@@ -321,7 +335,7 @@ impl EncryptedFs {
             let mut head = [0u8; HEADER];
             match fs::File::open(&abs) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    d.remove(&rel)?;
+                    self.timed(|| d.remove(&rel))?;
                 }
                 Err(e) => return Err(io(&abs)(e)),
                 Ok(f) => {
@@ -330,7 +344,7 @@ impl EncryptedFs {
                         && let Some(h) = parse_header(&head)
                         && h != info
                     {
-                        d.insert(&rel, h)?;
+                        self.timed(|| d.insert(&rel, h))?;
                     }
                 }
             }

@@ -18,6 +18,7 @@ mod error;
 pub mod file;
 mod fs;
 mod method;
+mod metrics;
 pub mod page;
 
 pub use backend::RedbBackend;

@@ -254,3 +254,37 @@ fn a_swapped_or_flipped_page_is_an_error() {
     std::fs::write(root.join("p"), &p).unwrap();
     assert_eq!(fs.read("p").unwrap(), vec![1u8; 3 * PAGE]);
 }
+
+#[test]
+fn metrics_count_files_dictionary_bytes_and_operation_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keyring(dir.path());
+    let fs = fs_at(&dir.path().join("root"), &k, Method::Aes256Ctr);
+    fs.write("a", b"1").unwrap();
+    fs.write("b", b"2").unwrap();
+    fs.remove("b").unwrap();
+    let m = fs.metrics(None);
+    assert!(m.contains("kura_encryption_initialized 1\n"), "{m}");
+    assert!(
+        m.contains("kura_encryption_data_keys{state=\"active\"} 1\n"),
+        "{m}"
+    );
+    assert!(m.contains("kura_fs_encrypted_files 1\n"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "kura_fs_dictionary_bytes {}\n",
+            fs.dictionary_size()
+        )),
+        "{m}"
+    );
+    assert!(fs.dictionary_size() > 0);
+    // Two creates and a delete: three durable changes timed.
+    assert!(
+        m.contains("kura_fs_dictionary_operation_duration_seconds_count 3\n"),
+        "{m}"
+    );
+    assert!(
+        !m.contains("rotations_total"),
+        "no rotator, no rotation counters: {m}"
+    );
+}
