@@ -37,6 +37,7 @@ pub mod config;
 mod error;
 mod keyring;
 pub mod master_key;
+pub mod redact;
 mod vault;
 
 pub use error::Error;

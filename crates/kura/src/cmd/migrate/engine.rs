@@ -187,7 +187,8 @@ impl Meter {
 
 fn report_failure(pass: &Pass<'_>, id: &Id, col: usize, why: &str) {
     let name = pass.columns.get(col).map_or("?", String::as_str);
-    tracing::warn!(row = %id, column = name, "{why}; the value is left unchanged");
+    let row = kura_keys::redact::user_data(id);
+    tracing::warn!(row = %row, column = name, "{why}; the value is left unchanged");
 }
 
 /// Counts a transformed batch and writes its changes with the progress.
