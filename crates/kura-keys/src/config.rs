@@ -10,6 +10,7 @@
 //! [security.encryption]
 //! data-encryption-method = "aes256-ctr"
 //! data-key-rotation-period = "168h"
+//! enable-file-dictionary-log = true
 //!
 //! [security.encryption.master-key]
 //! type = "file"            # or "env" (variable = "KURA_MASTER_KEY_ENV")
@@ -44,8 +45,10 @@ pub const DEFAULT_DATA_DIR: &str = "kura-data";
 /// The default rotation period of data keys (7 days).
 pub const DEFAULT_ROTATION_PERIOD: Duration = Duration::from_secs(168 * 3600);
 
-/// The method of transparent file encryption recorded with each data key (the names are
-/// TiKV's). Records and streams are always sealed with AES-256-GCM whatever the method.
+/// The method of transparent file encryption (`kura-fs`, `kura fs`): new files are
+/// encrypted with it, and it is recorded with each data key (the names are TiKV's, plus
+/// `aes256-gcm-page` for files rewritten in place). Records and streams are always sealed
+/// with AES-256-GCM whatever the method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -61,6 +64,8 @@ pub enum Method {
     Aes256Ctr,
     /// SM4-CTR.
     Sm4Ctr,
+    /// AES-256-GCM per 4 KiB page (kura-fs files rewritten in place, such as databases).
+    Aes256GcmPage,
 }
 
 impl Method {
@@ -72,19 +77,27 @@ impl Method {
             Self::Aes192Ctr => "aes192-ctr",
             Self::Aes256Ctr => "aes256-ctr",
             Self::Sm4Ctr => "sm4-ctr",
+            Self::Aes256GcmPage => "aes256-gcm-page",
         }
     }
 
     /// Parses a configuration name.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        [Self::Plaintext, Self::Aes128Ctr, Self::Aes192Ctr, Self::Aes256Ctr, Self::Sm4Ctr]
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "data-encryption-method \"{s}\" is unknown; use plaintext, aes128-ctr, aes192-ctr, aes256-ctr or sm4-ctr"
-                ))
-            })
+        [
+            Self::Plaintext,
+            Self::Aes128Ctr,
+            Self::Aes192Ctr,
+            Self::Aes256Ctr,
+            Self::Sm4Ctr,
+            Self::Aes256GcmPage,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "data-encryption-method \"{s}\" is unknown; use plaintext, aes128-ctr, aes192-ctr, aes256-ctr, sm4-ctr or aes256-gcm-page"
+            ))
+        })
     }
 }
 
@@ -124,6 +137,9 @@ pub struct Settings {
     pub method: Method,
     /// How long a data key stays active.
     pub rotation_period: Duration,
+    /// `enable-file-dictionary-log`: kura-fs appends one record per change to its file
+    /// dictionary (`true`, the default) instead of rewriting it whole.
+    pub file_dictionary_log: bool,
     /// The current master key.
     pub master_key: Option<MasterKeySpec>,
     /// The previous master key, tried when the current one does not unwrap the KEK.
@@ -175,6 +191,7 @@ struct SecuritySection {
 struct EncryptionSection {
     data_encryption_method: Option<String>,
     data_key_rotation_period: Option<String>,
+    enable_file_dictionary_log: Option<bool>,
     master_key: Option<MasterKeyToml>,
     previous_master_key: Option<MasterKeyToml>,
 }
@@ -264,6 +281,7 @@ pub fn resolve(
         data_dir,
         method,
         rotation_period,
+        file_dictionary_log: enc.enable_file_dictionary_log.unwrap_or(true),
         master_key,
         previous_master_key,
     })
@@ -364,6 +382,7 @@ data-dir = "/from/file"
 [security.encryption]
 data-encryption-method = "sm4-ctr"
 data-key-rotation-period = "24h"
+enable-file-dictionary-log = false
 [security.encryption.master-key]
 type = "file"
 path = "/file/master.key"
@@ -384,6 +403,7 @@ variable = "OLD_KEY"
         assert_eq!(s.data_dir, PathBuf::from("/from/file"));
         assert_eq!(s.method, Method::Sm4Ctr);
         assert_eq!(s.rotation_period, Duration::from_secs(86400));
+        assert!(!s.file_dictionary_log);
         assert!(
             matches!(&s.master_key, Some(MasterKeySpec::File { path, .. }) if path == Path::new("/file/master.key"))
         );
@@ -459,7 +479,16 @@ variable = "OLD_KEY"
         assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(s.method, Method::Aes256Ctr);
         assert_eq!(s.rotation_period, DEFAULT_ROTATION_PERIOD);
+        assert!(s.file_dictionary_log);
         assert!(s.master_key.is_none());
+        let page = "[security.encryption]\ndata-encryption-method = \"aes256-gcm-page\"\n";
+        let s = resolve(
+            Some((Path::new("k.toml"), page)),
+            &env_of(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.method, Method::Aes256GcmPage);
         let bad = "[security.encryption]\ndata-encryption-method = \"rot13\"\n";
         let e = resolve(
             Some((Path::new("k.toml"), bad)),

@@ -1,9 +1,15 @@
 //! The command-line interface, declared with clap.
 
+mod fs;
+
 use std::path::PathBuf;
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use fs::{
+    FsAction, FsArgs, FsDumpArgs, FsMvArgs, FsPathArgs, FsPutArgs, FsReencryptArgs, FsRootArgs,
+};
 
 /// kura (蔵): a key management service and encryption-at-rest toolkit.
 ///
@@ -93,6 +99,9 @@ pub enum Command {
     Reencrypt(ReencryptArgs),
     /// Erase a decrypt-only data key for good; refused while anything known uses it.
     DestroyDataKey(DestroyArgs),
+    /// Files under a data root encrypted transparently (kura-fs): put, get, mv, rm, ls,
+    /// dump, and reencrypt after a rotation or a change of method.
+    Fs(FsArgs),
 }
 
 /// `kura destroy-data-key` and `kura data-key destroy`.

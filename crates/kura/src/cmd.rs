@@ -4,6 +4,7 @@ pub(crate) mod admin;
 pub(crate) mod bench;
 pub(crate) mod bench_server;
 pub(crate) mod crypt;
+pub(crate) mod fs;
 pub(crate) mod keygen;
 pub(crate) mod migrate;
 pub(crate) mod seal;

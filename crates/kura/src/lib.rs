@@ -52,6 +52,7 @@ pub fn run() -> ExitCode {
         Command::MigrateEncryption(a) => cmd::migrate::run(&cli, a),
         Command::Reencrypt(a) => cmd::migrate::reencrypt(&cli, a),
         Command::DestroyDataKey(a) => cmd::admin::destroy_data_key(&cli, a),
+        Command::Fs(a) => cmd::fs::run(&cli, a),
     };
     if let Some(m) = kura_sys::take_mlock_refusal() {
         tracing::warn!("{m}");
