@@ -7,6 +7,9 @@
 //! [storage]
 //! data-dir = "/var/lib/kura"
 //!
+//! [security]
+//! redact-info-log = false   # true: user data (row ids, paths) logged as "?"
+//!
 //! [security.encryption]
 //! data-encryption-method = "aes256-ctr"
 //! data-key-rotation-period = "168h"
@@ -40,6 +43,8 @@ pub const ENV_PREVIOUS_MASTER_KEY_FILE: &str = "KURA_PREVIOUS_MASTER_KEY_FILE";
 pub const ENV_PREVIOUS_MASTER_KEY_ENV: &str = "KURA_PREVIOUS_MASTER_KEY_ENV";
 /// Environment variable naming the data directory.
 pub const ENV_DATA_DIR: &str = "KURA_DATA_DIR";
+/// `true`/`false`: [`Settings::redact_info_log`].
+pub const ENV_REDACT_INFO_LOG: &str = "KURA_REDACT_INFO_LOG";
 /// The data directory when none is configured.
 pub const DEFAULT_DATA_DIR: &str = "kura-data";
 /// The default rotation period of data keys (7 days).
@@ -140,6 +145,9 @@ pub struct Settings {
     /// `enable-file-dictionary-log`: kura-fs appends one record per change to its file
     /// dictionary (`true`, the default) instead of rewriting it whole.
     pub file_dictionary_log: bool,
+    /// `security.redact-info-log`: user data in logs (row ids, file paths) is written as
+    /// `?` (see [`crate::redact`]).
+    pub redact_info_log: bool,
     /// The current master key.
     pub master_key: Option<MasterKeySpec>,
     /// The previous master key, tried when the current one does not unwrap the KEK.
@@ -184,6 +192,7 @@ struct StorageSection {
 struct SecuritySection {
     #[serde(default)]
     encryption: EncryptionSection,
+    redact_info_log: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +256,16 @@ pub fn resolve(
     };
     let enc = cfg.security.encryption;
     let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
+    let redact_info_log = match nonempty(ENV_REDACT_INFO_LOG).as_deref() {
+        Some("true" | "1") => true,
+        Some("false" | "0") => false,
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "{ENV_REDACT_INFO_LOG}=\"{other}\" is neither true nor false"
+            )));
+        }
+        None => cfg.security.redact_info_log.unwrap_or(false),
+    };
     let data_dir = flags
         .data_dir
         .clone()
@@ -282,6 +301,7 @@ pub fn resolve(
         method,
         rotation_period,
         file_dictionary_log: enc.enable_file_dictionary_log.unwrap_or(true),
+        redact_info_log,
         master_key,
         previous_master_key,
     })
@@ -390,6 +410,34 @@ path = "/file/master.key"
 type = "env"
 variable = "OLD_KEY"
 "#;
+
+    #[test]
+    fn redact_info_log_from_file_and_environment() {
+        let p = Path::new("kura.toml");
+        let no_env = env_of(&[]);
+        let off = resolve(None, &no_env, &Overrides::default()).unwrap();
+        assert!(!off.redact_info_log);
+        let on = "[security]\nredact-info-log = true\n";
+        assert!(
+            resolve(Some((p, on)), &no_env, &Overrides::default())
+                .unwrap()
+                .redact_info_log
+        );
+        let env_off = env_of(&[(ENV_REDACT_INFO_LOG, "false")]);
+        assert!(
+            !resolve(Some((p, on)), &env_off, &Overrides::default())
+                .unwrap()
+                .redact_info_log
+        );
+        let bad = env_of(&[(ENV_REDACT_INFO_LOG, "yes please")]);
+        let e = resolve(None, &bad, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("KURA_REDACT_INFO_LOG=\"yes please\" is neither true nor false"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn file_then_env_then_flags() {

@@ -47,7 +47,7 @@ pub const SEED_VAR: &str = "KURA_CRASH_SEED";
 /// The environment variable overriding the number of trials of a crash test.
 pub const TRIALS_VAR: &str = "KURA_CRASH_TRIALS";
 /// Every environment variable kura reads; [`Kura`] removes them all from its commands.
-pub const KURA_VARS: [&str; 7] = [
+pub const KURA_VARS: [&str; 8] = [
     "KURA_MASTER_KEY_FILE",
     "KURA_MASTER_KEY_ENV",
     "KURA_PREVIOUS_MASTER_KEY_FILE",
@@ -55,6 +55,7 @@ pub const KURA_VARS: [&str; 7] = [
     "KURA_DATA_DIR",
     "KURA_CONFIG",
     "KURA_LOG",
+    "KURA_REDACT_INFO_LOG",
 ];
 /// SIGKILL's number (9 on every Unix kura runs on).
 const SIGKILL: i32 = 9;

@@ -28,7 +28,9 @@ pub(crate) fn settings(cli: &Cli) -> Result<Settings> {
         master_key_file: cli.master_key_file.clone(),
         previous_master_key_file: cli.previous_master_key_file.clone(),
     };
-    Ok(config::resolve(file, &|k| std::env::var(k).ok(), &flags)?)
+    let s = config::resolve(file, &|k| std::env::var(k).ok(), &flags)?;
+    kura_keys::redact::set_enabled(s.redact_info_log);
+    Ok(s)
 }
 
 /// A master key shared with the keyring.

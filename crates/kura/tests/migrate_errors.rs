@@ -191,6 +191,23 @@ fn values_that_are_not_envelopes_fail_reencrypt() {
     ]);
     assert!(r.stderr.contains("not a kura envelope"), "{}", r.stderr);
     assert!(r.stderr.contains("row=1"), "{}", r.stderr);
+    // With redact-info-log, the row id (user data) is not in the log.
+    let mut cmd = sb.keyed(&key);
+    cmd.env("KURA_REDACT_INFO_LOG", "true").args([
+        "reencrypt",
+        "--database",
+        &d,
+        "--table",
+        "t",
+        "--id-column",
+        "id",
+        "--column",
+        "v",
+    ]);
+    let redacted = sb.exec(&mut cmd);
+    assert_eq!(redacted.code, Some(1));
+    assert!(redacted.stderr.contains("row=?"), "{}", redacted.stderr);
+    assert!(!redacted.stderr.contains("row=1"), "{}", redacted.stderr);
     // Only a text or blob column can hold envelopes: a REAL value fails, untouched.
     let r = legacy::reencrypt(&sb, &key, &d, ("t", "id", &["n"]), &[]);
     assert_eq!(r.code, Some(1));
