@@ -34,11 +34,6 @@ pub enum Error {
         "'{0}' is not a relative path under the data root (no '..', no absolute paths, no empty components)"
     )]
     BadPath(String),
-    /// An unknown `data-encryption-method`.
-    #[error(
-        "unknown data-encryption-method '{0}'; use plaintext, aes128-ctr, aes192-ctr, aes256-ctr, sm4-ctr or aes256-gcm-page"
-    )]
-    UnknownMethod(String),
     /// A write inside a CTR file, or a truncation of one.
     #[error(
         "{path}: CTR files are append-only (a write at {offset} would re-encrypt bytes before the end, {len}); \

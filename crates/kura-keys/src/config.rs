@@ -74,6 +74,16 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method.
+    pub const ALL: [Method; 6] = [
+        Self::Plaintext,
+        Self::Aes128Ctr,
+        Self::Aes192Ctr,
+        Self::Aes256Ctr,
+        Self::Sm4Ctr,
+        Self::Aes256GcmPage,
+    ];
+
     /// The configuration name, e.g. `aes256-ctr`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,21 +98,62 @@ impl Method {
 
     /// Parses a configuration name.
     pub fn parse(s: &str) -> Result<Self, Error> {
-        [
-            Self::Plaintext,
-            Self::Aes128Ctr,
-            Self::Aes192Ctr,
-            Self::Aes256Ctr,
-            Self::Sm4Ctr,
-            Self::Aes256GcmPage,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "data-encryption-method \"{s}\" is unknown; use plaintext, aes128-ctr, aes192-ctr, aes256-ctr, sm4-ctr or aes256-gcm-page"
-            ))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "data-encryption-method \"{s}\" is unknown; use plaintext, aes128-ctr, aes192-ctr, aes256-ctr, sm4-ctr or aes256-gcm-page"
+                ))
+            })
+    }
+
+    /// The method's number in kura-fs file headers and dictionaries (part of the format).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Plaintext => 0,
+            Self::Aes128Ctr => 1,
+            Self::Aes192Ctr => 2,
+            Self::Aes256Ctr => 3,
+            Self::Sm4Ctr => 4,
+            Self::Aes256GcmPage => 5,
+        }
+    }
+
+    /// The method numbered `code`.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.code() == code)
+    }
+
+    /// The CTR cipher of a CTR method.
+    pub fn ctr(self) -> Option<kura_crypto::CtrMethod> {
+        use kura_crypto::CtrMethod;
+        match self {
+            Self::Aes128Ctr => Some(CtrMethod::Aes128),
+            Self::Aes192Ctr => Some(CtrMethod::Aes192),
+            Self::Aes256Ctr => Some(CtrMethod::Aes256),
+            Self::Sm4Ctr => Some(CtrMethod::Sm4),
+            Self::Plaintext | Self::Aes256GcmPage => None,
+        }
+    }
+
+    /// The length of a file key.
+    pub fn key_len(self) -> usize {
+        self.ctr().map_or(32, |c| c.key_len())
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
     }
 }
 
@@ -410,6 +461,19 @@ path = "/file/master.key"
 type = "env"
 variable = "OLD_KEY"
 "#;
+
+    #[test]
+    fn method_names_and_codes_round_trip() {
+        for m in Method::ALL {
+            assert_eq!(m.as_str().parse::<Method>().unwrap(), m);
+            assert_eq!(Method::from_code(m.code()), Some(m));
+        }
+        assert!("aes256-gcm".parse::<Method>().is_err());
+        assert_eq!(Method::from_code(9), None);
+        assert_eq!(Method::Sm4Ctr.key_len(), 16);
+        assert_eq!(Method::Aes192Ctr.key_len(), 24);
+        assert_eq!(Method::Aes256GcmPage.key_len(), 32);
+    }
 
     #[test]
     fn redact_info_log_from_file_and_environment() {
