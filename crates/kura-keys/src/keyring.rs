@@ -89,7 +89,7 @@ impl Keyring {
         let kek_id = new_id(|_| false)?;
         let kek_key = Key256::generate()?;
         let kek_blob = master.wrap_kek(kek_id, &kek_key)?;
-        let kek = Kek::new(kek_id, kek_key, kek_blob.clone())?;
+        let kek = Kek::new(kek_id, kek_key)?;
         let dk_id = new_id(|id| id == kek_id)?;
         let dk = Key256::generate()?;
         store.initialize(&[
@@ -425,7 +425,7 @@ impl Keyring {
             let key = Key256::generate()?;
             let master = self.master();
             let wrapped = master.wrap_kek(id, &key)?;
-            let kek = Kek::new(id, key, wrapped.clone())?;
+            let kek = Kek::new(id, key)?;
             let mut changes = vec![
                 Change::RetireKek {
                     id: st.kek.id,

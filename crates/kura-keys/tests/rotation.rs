@@ -486,3 +486,30 @@ fn the_background_rotator_rotates_when_due_and_survives_failures() {
         Duration::from_secs(60)
     );
 }
+
+#[test]
+fn a_running_process_goes_on_across_an_online_master_key_rotation() {
+    let env = Env::new();
+    let m1 = Master::generate("m1");
+    let m2 = Master::generate("m2");
+    let running = env.init(&m1);
+    let before = seal(&running, &ctx(), b"sealed before");
+    // Another process rotates the master key: the KEK is re-wrapped under m2.
+    let other = env.open(&m1);
+    other.rotate_master_key(m2.dyn_key()).unwrap();
+    assert_eq!(other.status().kek.master_key_id, m2.id());
+    // The running process, still configured with m1 only, picks the change up and works.
+    assert!(running.refresh().unwrap());
+    assert_eq!(open(&running, &ctx(), &before).unwrap(), b"sealed before");
+    let new = running.rotate_data_key().unwrap();
+    let after = seal(&running, &ctx(), b"sealed after");
+    assert_eq!(envelope_key_id(&after), new);
+    // A restart needs the new master key (or m1 as the previous one).
+    assert!(matches!(
+        env.try_open(&m1, None),
+        Err(Error::WrongMasterKey { .. })
+    ));
+    let restarted = env.open(&m2);
+    assert_eq!(open(&restarted, &ctx(), &after).unwrap(), b"sealed after");
+    assert_eq!(open(&restarted, &ctx(), &before).unwrap(), b"sealed before");
+}

@@ -13,16 +13,14 @@ use crate::{Error, KeyringSettings};
 /// The KEK, unwrapped.
 pub(crate) struct Kek {
     pub(crate) id: u64,
-    wrapped: Vec<u8>,
     pub(crate) xaes: XaesCommitting,
     pub(crate) key: Key256,
 }
 
 impl Kek {
-    pub(crate) fn new(id: u64, key: Key256, wrapped: Vec<u8>) -> Result<Self, Error> {
+    pub(crate) fn new(id: u64, key: Key256) -> Result<Self, Error> {
         Ok(Self {
             id,
-            wrapped,
             xaes: XaesCommitting::new(&key)?,
             key,
         })
@@ -203,7 +201,10 @@ impl Loader<'_> {
         old: Option<&State>,
     ) -> Result<(Arc<Kek>, Option<Rewrap>), Error> {
         let rec = active_kek(snapshot)?;
-        match old.filter(|o| o.kek.id == rec.id && o.kek.wrapped == rec.wrapped) {
+        // A KEK's material never changes for its id: a KEK re-wrapped under a new master
+        // key by another process is the one already in memory, so a running process goes
+        // on across an online master-key rotation without being given the new key.
+        match old.filter(|o| o.kek.id == rec.id) {
             Some(o) => Ok((o.kek.clone(), None)),
             None => {
                 let (kek, rewrap) = self.unwrap_kek(rec)?;
@@ -227,7 +228,7 @@ impl Loader<'_> {
         let h = wrapped::parse(&rec.wrapped)?;
         if h.wrapping_key_id == master.id() {
             let key = master.unwrap_kek(rec.id, &rec.wrapped)?;
-            return Ok((Kek::new(rec.id, key, rec.wrapped.clone())?, None));
+            return Ok((Kek::new(rec.id, key)?, None));
         }
         if let Some(prev) = previous.as_ref().filter(|p| p.id() == h.wrapping_key_id) {
             let key = prev.unwrap_kek(rec.id, &rec.wrapped)?;
@@ -238,7 +239,7 @@ impl Loader<'_> {
                 master_key_id: master.id().to_string(),
             };
             return Ok((
-                Kek::new(rec.id, key, blob)?,
+                Kek::new(rec.id, key)?,
                 Some(Rewrap {
                     change,
                     from: prev.id().to_string(),
