@@ -127,12 +127,22 @@ impl File {
         };
         let info = match (info, expect) {
             (Some(i), _) => Some(i),
-            // An entry but no header: an empty file created and not yet written, or a
-            // header torn by a crash before anything was synced.
-            (None, Some(e)) if physical < HEADER as u64 => {
-                file.set_len(0).map_err(io(&path))?;
-                file.write_all_at(&header(&e), 0).map_err(io(&path))?;
-                Some(e)
+            // An entry but an empty file: a create interrupted between the truncation and
+            // the header, so the entry may be the old file's, whose salt's keystream
+            // encrypted the old content at these offsets: a new salt, hence a new key. (A
+            // short file with content is not emptied: it is not one of ours.)
+            (None, Some(e)) if physical == 0 => {
+                let mut salt = [0u8; 16];
+                kura_crypto::rng::fill(&mut salt)?;
+                let name = e.method.as_str().as_bytes();
+                let (key_id, _) = keyring.derive_active(&salt, name, e.method.key_len())?;
+                let fresh = FileInfo {
+                    method: e.method,
+                    key_id,
+                    salt,
+                };
+                file.write_all_at(&header(&fresh), 0).map_err(io(&path))?;
+                Some(fresh)
             }
             (None, Some(_)) => return Err(Error::Decrypt),
             (None, None) => None,

@@ -3,17 +3,22 @@
 //! Paths are relative to the root (the dictionary never holds an absolute path, so the
 //! root can move). The order of every operation makes a crash at any instant harmless:
 //!
-//! - create: the file is truncated and its header written and synced, then the
-//!   dictionary entry is recorded (a file's header, not the dictionary, says how it is
-//!   encrypted, so a missing entry loses nothing);
-//! - rename: the entry is linked to the new path, the file renamed, the old entry removed
-//!   (TiKV's link-rename-delete);
+//! - create: the file is truncated (unlinked first if it has other hard links, which keep
+//!   the old file) and its header written and synced, then the dictionary entry is
+//!   recorded (a file's header, not the dictionary, says how it is encrypted, so a missing
+//!   entry loses nothing); a new plaintext file's path loses its entry before the
+//!   truncation, and a file found empty without a header gets a new salt, never its old one;
+//! - hard link: the link, then the entry;
+//! - rename: the file is renamed, then the entry linked to the new path and the old one
+//!   removed (not TiKV's link-rename-delete: a header overrules a stale entry, while an
+//!   entry linked onto a plaintext file not yet replaced would make it unreadable);
 //! - delete: the file first, then its entry.
 //!
 //! At open, entries are reconciled with the files: entries of files that no longer exist
 //! are dropped, and an entry that disagrees with its file's header takes the header's.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -170,8 +175,9 @@ impl EncryptedFs {
         self.dict().size_bytes()
     }
 
-    /// Creates `path` (or empties it), encrypted with the current method under a new
-    /// per-file key, and opens it for reading and writing.
+    /// Creates `path` (or empties it; a file with other hard links is replaced, and they
+    /// keep it), encrypted with the current method under a new per-file key, and opens it
+    /// for reading and writing.
     pub fn create(&self, path: &str) -> Result<File, Error> {
         self.create_with(path, self.method())
     }
@@ -196,6 +202,18 @@ impl EncryptedFs {
                 salt,
             })
         };
+        let mut d = self.dict();
+        if info.is_none() {
+            // A plaintext file has no header to overrule its path's entry: the entry goes
+            // first (a crash then leaves the old file, which its header still describes).
+            self.timed(|| d.remove(&rel))?;
+        }
+        // Other hard links of an existing file keep it, and their entries keep describing
+        // it: truncated under them, it would be read with the old file's entry (a new
+        // plaintext file as `Decrypt`).
+        if fs::symlink_metadata(&abs).is_ok_and(|m| m.nlink() > 1) {
+            fs::remove_file(&abs).map_err(io(&abs))?;
+        }
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -209,15 +227,10 @@ impl EncryptedFs {
         }
         file.sync_all().map_err(io(&abs))?;
         sync_dir(&parent)?;
-        {
-            let mut d = self.dict();
-            match &info {
-                Some(i) => self.timed(|| d.insert(&rel, *i))?,
-                None => {
-                    self.timed(|| d.remove(&rel))?;
-                }
-            }
+        if let Some(i) = &info {
+            self.timed(|| d.insert(&rel, *i))?;
         }
+        drop(d);
         File::open(abs, file, &self.keyring, info)
     }
 
@@ -231,7 +244,15 @@ impl EncryptedFs {
             .open(&abs)
             .map_err(io(&abs))?;
         let expect = self.dict().get(&rel);
-        File::open(abs, file, &self.keyring, expect)
+        let f = File::open(abs, file, &self.keyring, expect)?;
+        if let Some(i) = f.info()
+            && Some(i) != expect
+        {
+            // The header overrules the entry, or an emptied file got a new salt.
+            let mut d = self.dict();
+            self.timed(|| d.insert(&rel, i))?;
+        }
+        Ok(f)
     }
 
     /// The whole plaintext of `path`.
@@ -257,17 +278,19 @@ impl EncryptedFs {
         fs::create_dir_all(&parent).map_err(io(&parent))?;
         let mut d = self.dict();
         let had = d.get(&from);
-        if had.is_some() {
-            self.timed(|| d.link(&from, &to))?;
-        } else if d.get(&to).is_some() {
+        if had.is_none() && d.get(&to).is_some() {
             self.timed(|| d.remove(&to))?;
         }
+        // The file first: `to` keeps its own entry until the file it names is `from`'s,
+        // whose header overrules that entry if a crash comes before the link (linked
+        // first, a plaintext `to` not yet replaced would read as `Decrypt`).
         fs::rename(&a, &b).map_err(io(&a))?;
         sync_dir(&parent)?;
         if let Some(p) = a.parent() {
             sync_dir(p)?;
         }
         if had.is_some() {
+            self.timed(|| d.link(&from, &to))?;
             self.timed(|| d.remove(&from))?;
         }
         Ok(())
@@ -280,11 +303,14 @@ impl EncryptedFs {
         let parent = b.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&parent).map_err(io(&parent))?;
         let mut d = self.dict();
+        // The link first: it fails if `to` exists, and `to` keeps its entry. A crash
+        // before the entry leaves `to` without one, which its header makes up for.
+        fs::hard_link(&a, &b).map_err(io(&a))?;
+        sync_dir(&parent)?;
         if d.get(&from).is_some() {
             self.timed(|| d.link(&from, &to))?;
         }
-        fs::hard_link(&a, &b).map_err(io(&a))?;
-        sync_dir(&parent)
+        Ok(())
     }
 
     /// Deletes `path` and its entry.
