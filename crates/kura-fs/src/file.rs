@@ -33,6 +33,8 @@ use crate::{Error, Method};
 pub const HEADER: usize = 32;
 const MAGIC: &[u8; 4] = b"KRFS";
 const VERSION: u8 = 1;
+/// Bytes a CTR append encrypts and writes at a time.
+const CTR_PIECE: usize = 256 << 10;
 
 /// The header of `info`.
 pub(crate) fn header(info: &FileInfo) -> [u8; HEADER] {
@@ -255,17 +257,24 @@ impl File {
                 c.apply_keystream(offset, buf)?;
             }
             Kind::Page(c) => {
-                let mut unit = Box::new([0u8; UNIT]);
-                let mut page = Box::new([0u8; PAGE]);
+                let mut unit = [0u8; UNIT];
+                // For pages wanted in part; whole pages are opened straight into `buf`.
+                let mut page: Option<Box<[u8; PAGE]>> = None;
                 let mut done = 0;
                 while done < n {
                     let at = offset + done as u64;
                     let index = at / PAGE as u64;
                     let skip = (at % PAGE as u64) as usize;
-                    self.read_unit(index, &mut unit)?;
-                    c.open(index, &unit, &mut page)?;
                     let take = (PAGE - skip).min(n - done);
-                    buf[done..done + take].copy_from_slice(&page[skip..skip + take]);
+                    self.read_unit(index, &mut unit)?;
+                    let out = &mut buf[done..done + take];
+                    if let Ok(whole) = <&mut [u8; PAGE]>::try_from(&mut *out) {
+                        c.open(index, &unit, whole).inspect_err(|_| whole.fill(0))?;
+                    } else {
+                        let page = page.get_or_insert_with(|| Box::new([0u8; PAGE]));
+                        c.open(index, &unit, page)?;
+                        out.copy_from_slice(&page[skip..skip + take]);
+                    }
                     done += take;
                 }
             }
@@ -330,12 +339,26 @@ impl File {
             });
         }
         let gap = usize::try_from(offset - *len).map_err(|_| Error::TooLarge)?;
-        let mut buf = vec![0u8; gap + data.len()];
-        buf[gap..].copy_from_slice(data);
-        c.apply_keystream(*len, &mut buf)?;
-        self.file
-            .write_all_at(&buf, HEADER as u64 + *len)
-            .map_err(io(&self.path))?;
+        let total = gap.checked_add(data.len()).ok_or(Error::TooLarge)?;
+        // The zeros of the gap then `data`, encrypted and written a bounded piece at a
+        // time through one buffer (never zero-filled where `data` goes).
+        let mut buf = Vec::with_capacity(total.min(CTR_PIECE));
+        let mut done = 0;
+        while done < total {
+            let n = (total - done).min(CTR_PIECE);
+            let zeros = gap.saturating_sub(done).min(n);
+            buf.clear();
+            buf.resize(zeros, 0);
+            if zeros < n {
+                buf.extend_from_slice(&data[done + zeros - gap..done + n - gap]);
+            }
+            let at = *len + done as u64;
+            c.apply_keystream(at, &mut buf)?;
+            self.file
+                .write_all_at(&buf, HEADER as u64 + at)
+                .map_err(io(&self.path))?;
+            done += n;
+        }
         *len = offset + data.len() as u64;
         Ok(())
     }
@@ -352,32 +375,45 @@ impl File {
         let new_len = len.max(end);
         let first = offset / PAGE as u64;
         let last = (end - 1) / PAGE as u64;
-        let mut out =
-            vec![0u8; usize::try_from(last - first + 1).map_err(|_| Error::TooLarge)? * UNIT];
-        let mut unit = Box::new([0u8; UNIT]);
-        let mut page = Box::new([0u8; PAGE]);
+        let units = usize::try_from(last - first + 1).map_err(|_| Error::TooLarge)?;
+        // One unit (redb's page writes) on the stack, more on the heap.
+        let (mut one, mut many) = ([0u8; UNIT], Vec::new());
+        let out: &mut [u8] = if units == 1 {
+            &mut one
+        } else {
+            many.resize(units * UNIT, 0);
+            &mut many
+        };
+        // For pages changed in part: the page read back and merged (allocated only then).
+        let (mut unit_buf, mut page_buf) = (None, None);
         for (k, index) in (first..=last).enumerate() {
             let start = index * PAGE as u64;
             let used = usize::try_from((new_len - start).min(PAGE as u64)).unwrap_or(PAGE);
-            page.fill(0);
-            let whole = offset <= start && end >= start + used as u64;
-            if !whole && start < len {
-                self.read_unit(index, &mut unit)?;
-                c.open(index, &unit, &mut page)?;
-            }
             let from = offset.max(start);
             let to = end.min(start + PAGE as u64);
             let d = usize::try_from(from - offset).unwrap_or(0);
             let p = usize::try_from(from - start).unwrap_or(0);
             let n = usize::try_from(to - from).unwrap_or(0);
-            page[p..p + n].copy_from_slice(&data[d..d + n]);
             let slot: &mut [u8; UNIT] = (&mut out[k * UNIT..(k + 1) * UNIT])
                 .try_into()
                 .map_err(|_| Error::TooLarge)?;
+            if p == 0 && n == used {
+                // The write covers every byte in use: sealed straight from `data`.
+                c.seal(index, &data[d..d + n], slot)?;
+                continue;
+            }
+            let unit = unit_buf.get_or_insert_with(|| Box::new([0u8; UNIT]));
+            let page = page_buf.get_or_insert_with(|| Box::new([0u8; PAGE]));
+            page.fill(0);
+            if start < len {
+                self.read_unit(index, unit)?;
+                c.open(index, unit, page)?;
+            }
+            page[p..p + n].copy_from_slice(&data[d..d + n]);
             c.seal(index, &page[..used], slot)?;
         }
         self.file
-            .write_all_at(&out, Self::unit_at(first))
+            .write_all_at(out, Self::unit_at(first))
             .map_err(io(&self.path))
     }
 
@@ -452,5 +488,114 @@ impl File {
     /// Makes every write so far durable.
     pub fn sync_data(&self) -> Result<(), Error> {
         self.file.sync_data().map_err(io(&self.path))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    //! The bytes of the write paths that work a piece at a time, against the cipher applied
+    //! in one go.
+
+    use std::sync::Arc;
+
+    use kura_crypto::Key256;
+    use kura_keys::clock::SystemClock;
+    use kura_keys::config::{DEFAULT_ROTATION_PERIOD, Method as KeyMethod};
+    use kura_keys::{Keyring, KeyringSettings, LocalMasterKey};
+    use kura_store::SqliteKeystore;
+
+    use super::*;
+    use crate::{EncryptedFs, Options};
+
+    fn fs_at(dir: &Path) -> EncryptedFs {
+        let store = Arc::new(SqliteKeystore::open(&dir.join("keystore.db")).unwrap());
+        let master =
+            Arc::new(LocalMasterKey::new(&Key256::generate().unwrap(), "test".into()).unwrap());
+        let keyring = Keyring::init(
+            store,
+            master,
+            KeyringSettings::new(KeyMethod::default(), DEFAULT_ROTATION_PERIOD),
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        EncryptedFs::open(&dir.join("root"), Arc::new(keyring), Options::default()).unwrap()
+    }
+
+    fn pattern(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ seed)
+            .collect()
+    }
+
+    #[test]
+    fn ctr_appends_larger_than_a_piece_are_one_keystream() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = fs_at(dir.path());
+        let f = fs.create_with("big", Method::Aes256Ctr).unwrap();
+        let mut model = pattern(100, 1);
+        f.append(&model).unwrap();
+        // A gap of more than a piece, then data of several pieces ending mid-piece.
+        let gap = CTR_PIECE + 1000;
+        let data = pattern(2 * CTR_PIECE + 777, 2);
+        f.write_at(&data, (model.len() + gap) as u64).unwrap();
+        model.resize(model.len() + gap, 0);
+        model.extend_from_slice(&data);
+        f.append(&data[..CTR_PIECE]).unwrap();
+        model.extend_from_slice(&data[..CTR_PIECE]);
+        assert_eq!(f.len(), model.len() as u64);
+        let mut back = vec![0u8; model.len()];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, model);
+
+        let info = f.info().unwrap();
+        let key = file_key(fs.keyring(), &info).unwrap();
+        let ctr =
+            CtrCipher::new(info.method.ctr().unwrap(), key.expose_secret(), info.salt).unwrap();
+        let mut want = model.clone();
+        ctr.apply_keystream(0, &mut want).unwrap();
+        let disk = std::fs::read(fs.root().join("big")).unwrap();
+        assert_eq!(&disk[HEADER..], &want[..]);
+    }
+
+    #[test]
+    fn page_writes_and_reads_whole_and_in_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = fs_at(dir.path());
+        let f = fs.create_with("pages", Method::Aes256GcmPage).unwrap();
+        let mut model = pattern(3 * PAGE + 10, 3);
+        f.write_at(&model, 0).unwrap();
+        // Whole pages, a page in part, and a write across a page boundary.
+        for (offset, len, seed) in [
+            (PAGE, PAGE, 4u8),
+            (0, 2 * PAGE, 5),
+            (100, 50, 6),
+            (2 * PAGE - 7, 20, 7),
+            (3 * PAGE, 10, 8),
+        ] {
+            let data = pattern(len, seed);
+            f.write_at(&data, offset as u64).unwrap();
+            model[offset..offset + len].copy_from_slice(&data);
+        }
+        for (offset, len) in [
+            (0, model.len()),
+            (PAGE, PAGE),
+            (PAGE, 2 * PAGE + 10),
+            (5, PAGE),
+        ] {
+            let mut back = vec![0u8; len];
+            f.read_exact_at(&mut back, offset as u64).unwrap();
+            assert_eq!(back, model[offset..offset + len], "{offset}+{len}");
+        }
+        // A damaged unit: a whole-page read leaves no plaintext in the buffer.
+        drop(f);
+        let path = fs.root().join("pages");
+        let mut disk = std::fs::read(&path).unwrap();
+        disk[HEADER + UNIT + 100] ^= 1;
+        std::fs::write(&path, &disk).unwrap();
+        let f = fs.open_file("pages").unwrap();
+        let mut back = vec![0xeeu8; 2 * PAGE];
+        assert!(matches!(f.read_at(&mut back, 0), Err(Error::Decrypt)));
+        assert!(back[PAGE..].iter().all(|&b| b == 0));
     }
 }

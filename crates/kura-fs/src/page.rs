@@ -70,10 +70,15 @@ impl PageCipher {
         unit[14..16].fill(0);
         let (head, rest) = unit.split_at_mut(16);
         let (body, tag) = rest.split_at_mut(PAGE);
-        body[..plain.len()].copy_from_slice(plain);
-        body[plain.len()..].fill(0);
         let aad = self.aad(index, &head[12..16]);
-        let t = self.aead.seal_in_place(&nonce, &aad, body)?;
+        let t = if plain.len() == PAGE {
+            // A whole page: encrypted straight into the unit, one pass.
+            self.aead.seal_out_of_place(&nonce, &aad, plain, body)?
+        } else {
+            body[..plain.len()].copy_from_slice(plain);
+            body[plain.len()..].fill(0);
+            self.aead.seal_in_place(&nonce, &aad, body)?
+        };
         tag.copy_from_slice(&t);
         Ok(())
     }
