@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod bench;
+pub(crate) mod bench_fs;
 pub(crate) mod bench_server;
 pub(crate) mod crypt;
 pub(crate) mod fs;

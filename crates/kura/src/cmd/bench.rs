@@ -44,7 +44,7 @@ struct Report {
 const MIB: usize = 1 << 20;
 
 /// Runs `f` repeatedly for `d`; returns calls per second.
-fn rate(d: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+pub(crate) fn rate(d: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?; // warm up caches and lazy state
     let start = Instant::now();
     let mut n = 0u64;
@@ -120,6 +120,7 @@ pub(crate) fn run(cli: &Cli, a: &BenchArgs) -> Result<()> {
     match a.mode {
         BenchMode::Server => return crate::cmd::bench_server::run(cli, a),
         BenchMode::Migrate => return crate::cmd::migrate::bench(cli, a),
+        BenchMode::Fs => return crate::cmd::bench_fs::run(cli, a),
         BenchMode::Formats => {}
     }
     let dir = tempfile::tempdir()?;
