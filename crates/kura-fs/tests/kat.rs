@@ -18,10 +18,7 @@ use kura_crypto::{Aes256Gcm, CtrCipher, CtrMethod, Key256};
 use kura_fs::file::HEADER;
 use kura_fs::page::{PAGE, UNIT};
 use kura_fs::{EncryptedFs, Error, FileInfo, Method, Options};
-use kura_keys::clock::SystemClock;
-use kura_keys::config::{DEFAULT_ROTATION_PERIOD, Method as KeyMethod};
-use kura_keys::{Keyring, KeyringSettings, LocalMasterKey};
-use kura_store::SqliteKeystore;
+use kura_keys::Keyring;
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
@@ -85,18 +82,7 @@ const SM4_KEYSTREAM: &str = concat!(
 );
 
 fn keyring(dir: &Path) -> Arc<Keyring> {
-    let store = Arc::new(SqliteKeystore::open(&dir.join("keystore.db")).unwrap());
-    let master =
-        Arc::new(LocalMasterKey::new(&Key256::generate().unwrap(), "test".into()).unwrap());
-    Arc::new(
-        Keyring::init(
-            store,
-            master,
-            KeyringSettings::new(KeyMethod::default(), DEFAULT_ROTATION_PERIOD),
-            Arc::new(SystemClock),
-        )
-        .unwrap(),
-    )
+    Arc::new(Keyring::ephemeral(&dir.join("keystore.db")).unwrap())
 }
 
 fn setup() -> (tempfile::TempDir, EncryptedFs) {

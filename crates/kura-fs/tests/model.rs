@@ -6,28 +6,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kura_crypto::Key256;
 use kura_fs::page::{PAGE, UNIT};
 use kura_fs::{EncryptedFs, Error, Method, Options};
-use kura_keys::clock::SystemClock;
-use kura_keys::config::{DEFAULT_ROTATION_PERIOD, Method as KeyMethod};
-use kura_keys::{Keyring, KeyringSettings, LocalMasterKey};
-use kura_store::SqliteKeystore;
+use kura_keys::Keyring;
 use proptest::prelude::*;
 
 fn keyring(dir: &Path) -> Arc<Keyring> {
-    let store = Arc::new(SqliteKeystore::open(&dir.join("keystore.db")).unwrap());
-    let master =
-        Arc::new(LocalMasterKey::new(&Key256::generate().unwrap(), "test".into()).unwrap());
-    Arc::new(
-        Keyring::init(
-            store,
-            master,
-            KeyringSettings::new(KeyMethod::default(), DEFAULT_ROTATION_PERIOD),
-            Arc::new(SystemClock),
-        )
-        .unwrap(),
-    )
+    Arc::new(Keyring::ephemeral(&dir.join("keystore.db")).unwrap())
 }
 
 fn fs_at(root: &Path, k: &Arc<Keyring>, method: Method) -> EncryptedFs {

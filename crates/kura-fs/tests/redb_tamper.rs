@@ -9,14 +9,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use kura_crypto::Key256;
 use kura_fs::file::HEADER;
 use kura_fs::page::UNIT;
 use kura_fs::{EncryptedFs, Method, Options, RedbBackend};
-use kura_keys::clock::SystemClock;
-use kura_keys::config::{DEFAULT_ROTATION_PERIOD, Method as KeyMethod};
-use kura_keys::{Keyring, KeyringSettings, LocalMasterKey};
-use kura_store::SqliteKeystore;
+use kura_keys::Keyring;
 use kura_testkit::Rng;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -28,16 +24,7 @@ fn value(k: u64) -> Vec<u8> {
 }
 
 fn fs_at(dir: &Path) -> EncryptedFs {
-    let store = Arc::new(SqliteKeystore::open(&dir.join("keystore.db")).unwrap());
-    let master =
-        Arc::new(LocalMasterKey::new(&Key256::generate().unwrap(), "test".into()).unwrap());
-    let keyring = Keyring::init(
-        store,
-        master,
-        KeyringSettings::new(KeyMethod::default(), DEFAULT_ROTATION_PERIOD),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let keyring = Keyring::ephemeral(&dir.join("keystore.db")).unwrap();
     EncryptedFs::open(
         &dir.join("root"),
         Arc::new(keyring),

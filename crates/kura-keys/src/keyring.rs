@@ -309,6 +309,24 @@ impl Keyring {
         })
     }
 
+    /// A new keystore at `path` (an SQLite file that must not exist yet) under a freshly
+    /// generated master key that lives only in this process, with the default method and
+    /// rotation period: for benchmarks, examples and tests, never for data to keep (the
+    /// master key is gone when the process ends).
+    pub fn ephemeral(path: &std::path::Path) -> Result<Self, Error> {
+        let store = Arc::new(kura_store::SqliteKeystore::open(path)?);
+        let master = Arc::new(crate::LocalMasterKey::new(
+            &Key256::generate().map_err(kura_format::Error::from)?,
+            "ephemeral".into(),
+        )?);
+        Self::init(
+            store,
+            master,
+            KeyringSettings::new(Method::default(), crate::config::DEFAULT_ROTATION_PERIOD),
+            Arc::new(crate::clock::SystemClock),
+        )
+    }
+
     /// A key of `len` bytes for one object (a file, a page store), derived from the active
     /// data key: HKDF-SHA256 with `salt` (the object's random id) and `info` (what the key
     /// is for). Returns the data key's id, which the caller stores to derive it again.

@@ -9,17 +9,13 @@
 
 use std::hint::black_box;
 use std::io;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use kura_crypto::Key256;
 use kura_format::{EncryptionContext, envelope, stream};
-use kura_keys::clock::SystemClock;
-use kura_keys::config::{DEFAULT_ROTATION_PERIOD, Method};
-use kura_keys::{Keyring, KeyringSettings, LocalMasterKey};
-use kura_store::{Keystore, SqliteKeystore};
+use kura_keys::Keyring;
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, BenchMode, Cli};
@@ -124,10 +120,7 @@ pub(crate) fn run(cli: &Cli, a: &BenchArgs) -> Result<()> {
         BenchMode::Formats => {}
     }
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&dir.path().join("keystore.db"))?);
-    let master = Arc::new(LocalMasterKey::new(&Key256::generate()?, "bench".into())?);
-    let settings = KeyringSettings::new(Method::default(), DEFAULT_ROTATION_PERIOD);
-    let keyring = Keyring::init(store, master, settings, Arc::new(SystemClock))?;
+    let keyring = Keyring::ephemeral(&dir.path().join("keystore.db"))?;
     let ctx = EncryptionContext::new();
     let mut b = Bench {
         per: Duration::from_millis(if a.quick { 60 } else { 400 }),

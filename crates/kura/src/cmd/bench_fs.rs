@@ -33,12 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use kura_crypto::{CtrCipher, Key256};
+use kura_crypto::CtrCipher;
 use kura_fs::{EncryptedFs, Method, Options, RedbBackend};
-use kura_keys::clock::SystemClock;
-use kura_keys::config::{DEFAULT_ROTATION_PERIOD, Method as KeyMethod};
-use kura_keys::{Keyring, KeyringSettings, LocalMasterKey};
-use kura_store::{Keystore, SqliteKeystore};
+use kura_keys::Keyring;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::Serialize;
 
@@ -499,15 +496,7 @@ pub(crate) fn run(cli: &Cli, a: &BenchArgs) -> Result<()> {
         }
     );
 
-    let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&dir.path().join("keystore.db"))?);
-    let master = Arc::new(LocalMasterKey::new(&Key256::generate()?, "bench".into())?);
-    let settings = KeyringSettings::new(KeyMethod::default(), DEFAULT_ROTATION_PERIOD);
-    let keyring = Arc::new(Keyring::init(
-        store,
-        master,
-        settings,
-        Arc::new(SystemClock),
-    )?);
+    let keyring = Arc::new(Keyring::ephemeral(&dir.path().join("keystore.db"))?);
     let fs = EncryptedFs::open(
         &dir.path().join("root"),
         keyring,

@@ -8,15 +8,10 @@
 //! `migrate-encryption` job on the other copy (backup, compare-and-swap updates, progress
 //! record, row binding). The ratio is kura's rows/s over plain's.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use kura_crypto::Key256;
-use kura_keys::clock::SystemClock;
-use kura_keys::config::{DEFAULT_ROTATION_PERIOD, Method};
-use kura_keys::{Keyring, KeyringSettings, LegacyFormat, LegacyKey, LocalMasterKey, Vault};
-use kura_store::{Keystore, SqliteKeystore};
+use kura_keys::{Keyring, LegacyFormat, LegacyKey, Vault};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
@@ -92,15 +87,7 @@ fn plain_pass(path: &std::path::Path, grow: usize) -> Result<u64> {
 pub(crate) fn bench(cli: &Cli, a: &BenchArgs) -> Result<()> {
     let rows = a.rows.unwrap_or(if a.quick { 50_000 } else { 1_000_000 });
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&dir.path().join("keystore.db"))?);
-    let master = Arc::new(LocalMasterKey::new(&Key256::generate()?, "bench".into())?);
-    let settings = KeyringSettings::new(Method::default(), DEFAULT_ROTATION_PERIOD);
-    let vault = Vault::from_keyring(Keyring::init(
-        store,
-        master,
-        settings,
-        Arc::new(SystemClock),
-    )?);
+    let vault = Vault::from_keyring(Keyring::ephemeral(&dir.path().join("keystore.db"))?);
     let mut raw = [0u8; 16];
     kura_crypto::rng::fill(&mut raw)?;
     let legacy = LegacyKey::from_bytes(&raw)?;
