@@ -1,0 +1,186 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| m.get(k).cloned()
+}
+
+const TOML: &str = r#"
+[storage]
+data-dir = "/from/file"
+[security.encryption]
+data-encryption-method = "sm4-ctr"
+data-key-rotation-period = "24h"
+enable-file-dictionary-log = false
+[security.encryption.master-key]
+type = "file"
+path = "/file/master.key"
+[security.encryption.previous-master-key]
+type = "env"
+variable = "OLD_KEY"
+"#;
+
+#[test]
+fn method_names_and_codes_round_trip() {
+    for m in Method::ALL {
+        assert_eq!(m.as_str().parse::<Method>().unwrap(), m);
+        assert_eq!(Method::from_code(m.code()), Some(m));
+    }
+    assert!("aes256-gcm".parse::<Method>().is_err());
+    assert_eq!(Method::from_code(9), None);
+    assert_eq!(Method::Sm4Ctr.key_len(), 16);
+    assert_eq!(Method::Aes192Ctr.key_len(), 24);
+    assert_eq!(Method::Aes256GcmPage.key_len(), 32);
+}
+
+#[test]
+fn redact_info_log_from_file_and_environment() {
+    let p = Path::new("kura.toml");
+    let no_env = env_of(&[]);
+    let off = resolve(None, &no_env, &Overrides::default()).unwrap();
+    assert!(!off.redact_info_log);
+    let on = "[security]\nredact-info-log = true\n";
+    assert!(
+        resolve(Some((p, on)), &no_env, &Overrides::default())
+            .unwrap()
+            .redact_info_log
+    );
+    let env_off = env_of(&[(ENV_REDACT_INFO_LOG, "false")]);
+    assert!(
+        !resolve(Some((p, on)), &env_off, &Overrides::default())
+            .unwrap()
+            .redact_info_log
+    );
+    let bad = env_of(&[(ENV_REDACT_INFO_LOG, "yes please")]);
+    let e = resolve(None, &bad, &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("KURA_REDACT_INFO_LOG=\"yes please\" is neither true nor false"),
+        "{e}"
+    );
+}
+
+#[test]
+fn file_then_env_then_flags() {
+    let p = Path::new("kura.toml");
+    let s = resolve(
+        Some((p, TOML)),
+        &env_of(&[("OLD_KEY", "b64")]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/from/file"));
+    assert_eq!(s.method, Method::Sm4Ctr);
+    assert_eq!(s.rotation_period, Duration::from_secs(86400));
+    assert!(!s.file_dictionary_log);
+    assert!(
+        matches!(&s.master_key, Some(MasterKeySpec::File { path, .. }) if path == Path::new("/file/master.key"))
+    );
+    assert!(
+        matches!(&s.previous_master_key, Some(MasterKeySpec::Env { variable, .. }) if variable == "OLD_KEY")
+    );
+
+    let env = env_of(&[
+        ("OLD_KEY", "b64"),
+        (ENV_MASTER_KEY_ENV, "zzz"),
+        (ENV_DATA_DIR, "/from/env"),
+    ]);
+    let s = resolve(Some((p, TOML)), &env, &Overrides::default()).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/from/env"));
+    assert!(
+        matches!(&s.master_key, Some(MasterKeySpec::Env { variable, .. }) if variable == ENV_MASTER_KEY_ENV)
+    );
+
+    let flags = Overrides {
+        data_dir: Some("/from/flag".into()),
+        master_key_file: Some("/flag.key".into()),
+        previous_master_key_file: None,
+    };
+    let s = resolve(Some((p, TOML)), &env, &flags).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/from/flag"));
+    assert!(
+        matches!(&s.master_key, Some(MasterKeySpec::File { path, .. }) if path == Path::new("/flag.key"))
+    );
+}
+
+#[test]
+fn pasted_keys_are_not_echoed() {
+    let secret = "c2VjcmV0LWtleS1tYXRlcmlhbC1zZWNyZXQta2V5LW1hdGVyaWFs";
+    let quoted = "AAAA\"BBBBBBBBBBBBsecret";
+    let e = resolve(
+        Some((
+            Path::new("k.toml"),
+            &format!("[security.encryption]\nmaster-key = '{quoted}'\n"),
+        )),
+        &env_of(&[]),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(!e.to_string().contains("BBBBBBBBBBBBsecret"), "{e}");
+    for text in [
+        format!("[security.encryption]\nmaster-key = \"{secret}\"\n"),
+        format!("[security.encryption.master-key]\ntype = \"{secret}\"\n"),
+    ] {
+        let e = resolve(
+            Some((Path::new("k.toml"), &text)),
+            &env_of(&[]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains(secret), "{e}");
+    }
+}
+
+#[test]
+fn an_empty_data_dir_in_the_file_means_the_default() {
+    let s = resolve(
+        Some((Path::new("k.toml"), "[storage]\ndata-dir = \"\"\n")),
+        &env_of(&[]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+}
+
+#[test]
+fn defaults_and_errors() {
+    let s = resolve(None, &env_of(&[]), &Overrides::default()).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    assert_eq!(s.method, Method::Aes256Ctr);
+    assert_eq!(s.rotation_period, DEFAULT_ROTATION_PERIOD);
+    assert!(s.file_dictionary_log);
+    assert!(s.master_key.is_none());
+    let page = "[security.encryption]\ndata-encryption-method = \"aes256-gcm-page\"\n";
+    let s = resolve(
+        Some((Path::new("k.toml"), page)),
+        &env_of(&[]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(s.method, Method::Aes256GcmPage);
+    let bad = "[security.encryption]\ndata-encryption-method = \"rot13\"\n";
+    let e = resolve(
+        Some((Path::new("k.toml"), bad)),
+        &env_of(&[]),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("rot13"), "{e}");
+    let unknown = "[security.encryption]\nmaster-kee = 1\n";
+    let e = resolve(
+        Some((Path::new("k.toml"), unknown)),
+        &env_of(&[]),
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("master-kee"), "{e}");
+    let both = env_of(&[(ENV_MASTER_KEY_FILE, "/a"), (ENV_MASTER_KEY_ENV, "b")]);
+    assert!(resolve(None, &both, &Overrides::default()).is_err());
+    assert_eq!(format_duration(DEFAULT_ROTATION_PERIOD), "168h");
+    assert_eq!(parse_duration("168h").unwrap(), DEFAULT_ROTATION_PERIOD);
+}
