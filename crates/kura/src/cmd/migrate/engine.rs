@@ -276,9 +276,10 @@ pub(crate) fn run(
         (false, Some(p)) => {
             say(format!(
                 "resuming an interrupted run after row {}; the backup taken when it began is {}",
-                p.last_id
-                    .as_ref()
-                    .map_or_else(|| "-".to_string(), Id::to_string),
+                p.last_id.as_ref().map_or_else(
+                    || "-".to_string(),
+                    |id| kura_keys::redact::user_data(id).to_string()
+                ),
                 p.backup
             ));
             p
