@@ -92,9 +92,7 @@ pub fn normalize(path: &str) -> Result<String, Error> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    kura_store::atomic::sync_dir(dir).map_err(io(dir))
 }
 
 impl EncryptedFs {

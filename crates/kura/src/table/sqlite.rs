@@ -240,7 +240,7 @@ impl Table for SqliteTable {
             .and_then(|f| f.sync_all())
             .and_then(|()| std::fs::rename(&partial, &path))
             .and_then(|()| match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+                Some(dir) if !dir.as_os_str().is_empty() => kura_store::atomic::sync_dir(dir),
                 _ => Ok(()),
             })
             .with_context(|| format!("cannot complete the backup {}", path.display()))?;
