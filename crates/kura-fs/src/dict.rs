@@ -31,6 +31,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kura_keys::Keyring;
 use kura_store::atomic::{AtomicFile, sync_dir};
@@ -420,8 +421,26 @@ fn open_locked(path: &Path) -> Result<Option<File>, Error> {
     })
 }
 
+/// How long an open waits for a lock held elsewhere. A lock is on the open file, and a
+/// process forking (any `Command::spawn` in the holder, or in this process) shares it
+/// with the child until the child's `exec` closes it: so a lock just released can
+/// linger for a moment.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
 fn lock(path: &Path, file: &File) -> Result<(), Error> {
-    match file.try_lock() {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return lock_result(path, other),
+        }
+    }
+}
+
+fn lock_result(path: &Path, r: Result<(), TryLockError>) -> Result<(), Error> {
+    match r {
         Ok(()) => Ok(()),
         Err(TryLockError::WouldBlock) => Err(Error::Io {
             path: path.to_path_buf(),
