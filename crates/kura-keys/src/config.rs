@@ -6,6 +6,7 @@
 //! ```toml
 //! [storage]
 //! data-dir = "/var/lib/kura"
+//! # url = "postgres://kura@db.internal/kura"   # a cluster keystore instead of SQLite
 //!
 //! [security]
 //! redact-info-log = false   # true: user data (row ids, paths) logged as "?"
@@ -43,6 +44,8 @@ pub const ENV_PREVIOUS_MASTER_KEY_FILE: &str = "KURA_PREVIOUS_MASTER_KEY_FILE";
 pub const ENV_PREVIOUS_MASTER_KEY_ENV: &str = "KURA_PREVIOUS_MASTER_KEY_ENV";
 /// Environment variable naming the data directory.
 pub const ENV_DATA_DIR: &str = "KURA_DATA_DIR";
+/// Environment variable holding the keystore's database URL (`postgres://…`).
+pub const ENV_DATABASE_URL: &str = "KURA_DATABASE_URL";
 /// `true`/`false`: [`Settings::redact_info_log`].
 pub const ENV_REDACT_INFO_LOG: &str = "KURA_REDACT_INFO_LOG";
 /// The data directory when none is configured.
@@ -184,11 +187,64 @@ impl fmt::Debug for MasterKeySpec {
     }
 }
 
+/// A keystore database URL (`postgres://user:password@host:port/db`). It may hold a
+/// password, so it is printed only through [`DatabaseUrl::redacted`].
+pub struct DatabaseUrl(Zeroizing<String>);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: String) -> Self {
+        Self(Zeroizing::new(url))
+    }
+
+    /// The URL itself (to connect with; never to print).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, for messages.
+    pub fn redacted(&self) -> String {
+        redact_url_password(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// `scheme://user:password@host/…` with the password replaced by `***`; a password given as
+/// a `password=` query parameter is hidden the same way.
+pub fn redact_url_password(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find("password=") {
+        let end = out[q..].find('&').map_or(out.len(), |i| q + i);
+        out.replace_range(q + "password=".len()..end, "***");
+    }
+    out
+}
+
 /// Validated settings.
 #[derive(Debug)]
 pub struct Settings {
     /// Where the keystore lives.
     pub data_dir: PathBuf,
+    /// A PostgreSQL keystore shared by a cluster (`[storage] url`, `KURA_DATABASE_URL`,
+    /// `--database`); `None` means the SQLite keystore in [`Settings::data_dir`].
+    pub database_url: Option<DatabaseUrl>,
     /// The data encryption method.
     pub method: Method,
     /// How long a data key stays active.
@@ -217,6 +273,8 @@ impl Settings {
 pub struct Overrides {
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--database`.
+    pub database_url: Option<String>,
     /// `--master-key-file`.
     pub master_key_file: Option<PathBuf>,
     /// `--previous-master-key-file`.
@@ -236,6 +294,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct StorageSection {
     data_dir: Option<PathBuf>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -323,6 +382,24 @@ pub fn resolve(
         .or_else(|| nonempty(ENV_DATA_DIR).map(PathBuf::from))
         .or(cfg.storage.data_dir.filter(|d| !d.as_os_str().is_empty()))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let database_url = flags
+        .database_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .or_else(|| nonempty(ENV_DATABASE_URL))
+        .or(cfg.storage.url.filter(|u| !u.is_empty()))
+        .map(|u| {
+            if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+                Ok(DatabaseUrl::new(u))
+            } else {
+                Err(Error::Config(format!(
+                    "the keystore database URL \"{}\" is not a postgres:// URL; \
+                     use postgres://user@host:port/database, or leave it unset for the SQLite keystore in the data directory",
+                    redact_url_password(&u)
+                )))
+            }
+        })
+        .transpose()?;
     let method = match enc.data_encryption_method {
         Some(m) => Method::parse(&m)?,
         None => Method::default(),
@@ -349,6 +426,7 @@ pub fn resolve(
     )?;
     Ok(Settings {
         data_dir,
+        database_url,
         method,
         rotation_period,
         file_dictionary_log: enc.enable_file_dictionary_log.unwrap_or(true),

@@ -22,6 +22,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// The keystore of a cluster: a PostgreSQL URL (postgres://user@host:port/db)
+    /// [env: KURA_DATABASE_URL]; unset, the keystore is SQLite in the data directory.
+    #[arg(long = "database-url", global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
     /// TOML configuration file ([security.encryption] as in TiKV).
     // Parsed as a plain OS string: clap's path parser rejects an empty KURA_CONFIG ("a
     // value is required for '--config'"), while every other KURA_* variable that is set

@@ -25,6 +25,7 @@ pub(crate) fn settings(cli: &Cli) -> Result<Settings> {
     let file = config.zip(text.as_deref());
     let flags = Overrides {
         data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
         master_key_file: cli.master_key_file.clone(),
         previous_master_key_file: cli.previous_master_key_file.clone(),
     };

@@ -258,16 +258,7 @@ pub(crate) fn open(database: &str, target: &Target) -> Result<Box<dyn Table>> {
 
 /// `postgres://user:secret@host/db` without the secret, for messages.
 pub(crate) fn redact(database: &str) -> String {
-    let Some((scheme, rest)) = database.split_once("://") else {
-        return database.to_string();
-    };
-    match rest.split_once('@') {
-        Some((creds, host)) => match creds.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => database.to_string(),
-        },
-        None => database.to_string(),
-    }
+    kura_keys::config::redact_url_password(database)
 }
 
 /// The statements on the progress table, with `p(n)` writing the n-th parameter and

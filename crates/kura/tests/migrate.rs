@@ -170,6 +170,7 @@ fn migrates_binds_context_backs_up_and_is_idempotent() {
             data_dir: Some(sb.data_dir()),
             master_key_file: Some(key.clone()),
             previous_master_key_file: None,
+            database_url: None,
         },
     )
     .unwrap();

@@ -100,6 +100,7 @@ fn file_then_env_then_flags() {
         data_dir: Some("/from/flag".into()),
         master_key_file: Some("/flag.key".into()),
         previous_master_key_file: None,
+        database_url: None,
     };
     let s = resolve(Some((p, TOML)), &env, &flags).unwrap();
     assert_eq!(s.data_dir, PathBuf::from("/from/flag"));
@@ -183,4 +184,39 @@ fn defaults_and_errors() {
     assert!(resolve(None, &both, &Overrides::default()).is_err());
     assert_eq!(format_duration(DEFAULT_ROTATION_PERIOD), "168h");
     assert_eq!(parse_duration("168h").unwrap(), DEFAULT_ROTATION_PERIOD);
+}
+
+#[test]
+fn database_url_from_flag_environment_and_file() {
+    let file = "[storage]\nurl = \"postgres://kura:filepw@db/kura\"\n";
+    let path = Path::new("/etc/kura.toml");
+    let none = Overrides::default();
+    let s = resolve(Some((path, file)), &env_of(&[]), &none).unwrap();
+    let url = s.database_url.unwrap();
+    assert_eq!(url.expose(), "postgres://kura:filepw@db/kura");
+    assert_eq!(url.redacted(), "postgres://kura:***@db/kura");
+    assert_eq!(format!("{url:?}"), "postgres://kura:***@db/kura");
+    let env = env_of(&[(ENV_DATABASE_URL, "postgresql://env@db/kura")]);
+    let s = resolve(Some((path, file)), &env, &none).unwrap();
+    assert_eq!(s.database_url.unwrap().expose(), "postgresql://env@db/kura");
+    let flags = Overrides {
+        database_url: Some("postgres://flag@db/kura".into()),
+        ..Overrides::default()
+    };
+    let s = resolve(Some((path, file)), &env, &flags).unwrap();
+    assert_eq!(s.database_url.unwrap().expose(), "postgres://flag@db/kura");
+    assert!(
+        resolve(None, &env_of(&[]), &none)
+            .unwrap()
+            .database_url
+            .is_none()
+    );
+    let bad = env_of(&[(ENV_DATABASE_URL, "mysql://u:secret@db/x")]);
+    let e = resolve(None, &bad, &none).unwrap_err().to_string();
+    assert!(e.contains("not a postgres:// URL"), "{e}");
+    assert!(!e.contains("secret"), "{e}");
+    assert_eq!(
+        redact_url_password("postgres://u@h/db?sslmode=disable&password=pw"),
+        "postgres://u@h/db?sslmode=disable&password=***"
+    );
 }

@@ -266,6 +266,7 @@ fn from_config_resolves_like_the_cli() {
         data_dir: Some(data_dir.clone()),
         master_key_file: Some(key_path.clone()),
         previous_master_key_file: None,
+        ..Overrides::default()
     };
     // Nothing initialised yet: the keystore's own error.
     let e = Vault::from_config(None, &overrides).unwrap_err();

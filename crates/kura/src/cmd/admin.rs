@@ -78,6 +78,7 @@ pub(crate) fn dev_keystore(cli: &Cli) -> Result<DevKeystore> {
     }
     let dev = Cli {
         data_dir: Some(dir.clone()),
+        database_url: None,
         config: None,
         master_key_file: Some(key_path.clone()),
         previous_master_key_file: None,

@@ -90,6 +90,7 @@ pub(crate) fn vault(sb: &Sandbox, key: &Path) -> Vault {
             data_dir: Some(sb.data_dir()),
             master_key_file: Some(key.to_path_buf()),
             previous_master_key_file: None,
+            database_url: None,
         },
     )
     .unwrap()
