@@ -17,8 +17,20 @@
 //! enable-file-dictionary-log = true
 //!
 //! [security.encryption.master-key]
-//! type = "file"            # or "env" (variable = "KURA_MASTER_KEY_ENV")
+//! type = "file"            # or "env" (variable = "KURA_MASTER_KEY_ENV"), "kms", "pkcs11"
 //! path = "/etc/kura/master.key"
+//!
+//! # type = "kms"           # AWS KMS, or any service speaking its API (a `kura server`)
+//! # key-id = "alias/kura"  # a key id, key ARN or alias
+//! # region = "us-west-2"
+//! # endpoint = "http://127.0.0.1:8600"              # optional
+//! # encryption-context = { purpose = "kura" }      # optional (or a string)
+//!
+//! # type = "pkcs11"        # an HSM
+//! # module = "/usr/lib/softhsm/libsofthsm2.so"
+//! # token-label = "kura"
+//! # key-label = "kura-master"
+//! # pin-env = "KURA_PKCS11_PIN"                    # the PIN is never in the file
 //!
 //! [security.encryption.previous-master-key]
 //! type = "file"
@@ -42,6 +54,21 @@ pub const ENV_MASTER_KEY_ENV: &str = "KURA_MASTER_KEY_ENV";
 pub const ENV_PREVIOUS_MASTER_KEY_FILE: &str = "KURA_PREVIOUS_MASTER_KEY_FILE";
 /// Environment variable holding the previous master key itself, base64.
 pub const ENV_PREVIOUS_MASTER_KEY_ENV: &str = "KURA_PREVIOUS_MASTER_KEY_ENV";
+/// Environment variable naming an AWS KMS key (id, ARN or `alias/…`) as master key
+/// (Looker's `LKR_AWS_CMK`); the region comes from `AWS_REGION`.
+pub const ENV_AWS_CMK: &str = "KURA_AWS_CMK";
+/// Environment variable holding the encryption context used with [`ENV_AWS_CMK`]
+/// (Looker's `LKR_AWS_CMK_EC`).
+pub const ENV_AWS_CMK_EC: &str = "KURA_AWS_CMK_EC";
+/// Environment variable naming the endpoint of the KMS (any AWS-KMS-compatible service).
+pub const ENV_KMS_ENDPOINT: &str = "KURA_KMS_ENDPOINT";
+/// The AWS region variables, in the order the AWS SDKs read them.
+pub const ENV_AWS_REGIONS: [&str; 2] = ["AWS_REGION", "AWS_DEFAULT_REGION"];
+/// The encryption context's value when none is configured (as Looker's
+/// `Looker_Encryption_Context`), under the key [`KMS_CONTEXT_KEY`].
+pub const DEFAULT_KMS_ENCRYPTION_CONTEXT: &str = "kura_encryption_context";
+/// The encryption-context key a context given as one string is stored under.
+pub const KMS_CONTEXT_KEY: &str = "context";
 /// Environment variable naming the data directory.
 pub const ENV_DATA_DIR: &str = "KURA_DATA_DIR";
 /// Environment variable holding the keystore's database URL (`postgres://…`).
@@ -52,140 +79,6 @@ pub const ENV_REDACT_INFO_LOG: &str = "KURA_REDACT_INFO_LOG";
 pub const DEFAULT_DATA_DIR: &str = "kura-data";
 /// The default rotation period of data keys (7 days).
 pub const DEFAULT_ROTATION_PERIOD: Duration = Duration::from_secs(168 * 3600);
-
-/// The method of transparent file encryption (`kura-fs`, `kura fs`): new files are
-/// encrypted with it, and it is recorded with each data key (the names are TiKV's, plus
-/// `aes256-gcm-page` for files rewritten in place). Records and streams are always sealed
-/// with AES-256-GCM whatever the method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum Method {
-    /// No file encryption.
-    Plaintext,
-    /// AES-128-CTR.
-    Aes128Ctr,
-    /// AES-192-CTR.
-    Aes192Ctr,
-    /// AES-256-CTR.
-    #[default]
-    Aes256Ctr,
-    /// SM4-CTR.
-    Sm4Ctr,
-    /// AES-256-GCM per 4 KiB page (kura-fs files rewritten in place, such as databases).
-    Aes256GcmPage,
-}
-
-impl Method {
-    /// Every method.
-    pub const ALL: [Method; 6] = [
-        Self::Plaintext,
-        Self::Aes128Ctr,
-        Self::Aes192Ctr,
-        Self::Aes256Ctr,
-        Self::Sm4Ctr,
-        Self::Aes256GcmPage,
-    ];
-
-    /// The configuration name, e.g. `aes256-ctr`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Plaintext => "plaintext",
-            Self::Aes128Ctr => "aes128-ctr",
-            Self::Aes192Ctr => "aes192-ctr",
-            Self::Aes256Ctr => "aes256-ctr",
-            Self::Sm4Ctr => "sm4-ctr",
-            Self::Aes256GcmPage => "aes256-gcm-page",
-        }
-    }
-
-    /// Parses a configuration name.
-    pub fn parse(s: &str) -> Result<Self, Error> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "data-encryption-method \"{s}\" is unknown; use plaintext, aes128-ctr, aes192-ctr, aes256-ctr, sm4-ctr or aes256-gcm-page"
-                ))
-            })
-    }
-
-    /// The method's number in kura-fs file headers and dictionaries (part of the format).
-    pub fn code(self) -> u8 {
-        match self {
-            Self::Plaintext => 0,
-            Self::Aes128Ctr => 1,
-            Self::Aes192Ctr => 2,
-            Self::Aes256Ctr => 3,
-            Self::Sm4Ctr => 4,
-            Self::Aes256GcmPage => 5,
-        }
-    }
-
-    /// The method numbered `code`.
-    pub fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.code() == code)
-    }
-
-    /// The CTR cipher of a CTR method.
-    pub fn ctr(self) -> Option<kura_crypto::CtrMethod> {
-        use kura_crypto::CtrMethod;
-        match self {
-            Self::Aes128Ctr => Some(CtrMethod::Aes128),
-            Self::Aes192Ctr => Some(CtrMethod::Aes192),
-            Self::Aes256Ctr => Some(CtrMethod::Aes256),
-            Self::Sm4Ctr => Some(CtrMethod::Sm4),
-            Self::Plaintext | Self::Aes256GcmPage => None,
-        }
-    }
-
-    /// The length of a file key.
-    pub fn key_len(self) -> usize {
-        self.ctr().map_or(32, |c| c.key_len())
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Method {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Self::parse(s)
-    }
-}
-
-/// Where a master key comes from.
-pub enum MasterKeySpec {
-    /// A file: 64 hex digits and a newline, or base64; mode 0400.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Which setting named it (for error messages).
-        origin: String,
-    },
-    /// An environment variable holding the key in base64 (captured at resolution).
-    Env {
-        /// The variable's name.
-        variable: String,
-        /// Its value.
-        value: Zeroizing<String>,
-    },
-}
-
-impl fmt::Debug for MasterKeySpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File { path, .. } => write!(f, "file {}", path.display()),
-            Self::Env { variable, .. } => write!(f, "env {variable}"),
-        }
-    }
-}
 
 /// A keystore database URL (`postgres://user:password@host:port/db`). It may hold a
 /// password, so it is printed only through [`DatabaseUrl::redacted`].
@@ -315,13 +208,6 @@ struct EncryptionSection {
     previous_master_key: Option<MasterKeyToml>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-enum MasterKeyToml {
-    File { path: PathBuf },
-    Env { variable: Option<String> },
-}
-
 /// Parses a duration such as `168h`, `30m` or `7days`.
 pub fn parse_duration(s: &str) -> Result<Duration, Error> {
     let d = humantime::parse_duration(s.trim()).map_err(|e| {
@@ -408,15 +294,9 @@ pub fn resolve(
         Some(p) => parse_duration(&p)?,
         None => DEFAULT_ROTATION_PERIOD,
     };
-    let master_key = pick(
-        flags.master_key_file.as_deref(),
-        "--master-key-file",
-        (ENV_MASTER_KEY_FILE, ENV_MASTER_KEY_ENV),
-        enc.master_key,
-        "[security.encryption.master-key]",
-        &nonempty,
-    )?;
-    let previous_master_key = pick(
+    let master_key =
+        master_key::current(flags.master_key_file.as_deref(), enc.master_key, &nonempty)?;
+    let previous_master_key = master_key::pick(
         flags.previous_master_key_file.as_deref(),
         "--previous-master-key-file",
         (ENV_PREVIOUS_MASTER_KEY_FILE, ENV_PREVIOUS_MASTER_KEY_ENV),
@@ -457,60 +337,12 @@ fn redact_strings(message: &str) -> String {
     }
 }
 
-fn pick(
-    flag: Option<&Path>,
-    flag_name: &str,
-    (file_var, env_var): (&str, &str),
-    toml: Option<MasterKeyToml>,
-    section: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<MasterKeySpec>, Error> {
-    if let Some(path) = flag {
-        return Ok(Some(MasterKeySpec::File {
-            path: path.to_path_buf(),
-            origin: flag_name.to_string(),
-        }));
-    }
-    match (env(file_var), env(env_var)) {
-        (Some(_), Some(_)) => {
-            return Err(Error::Config(format!(
-                "both {file_var} and {env_var} are set; set only one"
-            )));
-        }
-        (Some(path), None) => {
-            return Ok(Some(MasterKeySpec::File {
-                path: PathBuf::from(path),
-                origin: file_var.to_string(),
-            }));
-        }
-        (None, Some(value)) => {
-            return Ok(Some(MasterKeySpec::Env {
-                variable: env_var.to_string(),
-                value: Zeroizing::new(value),
-            }));
-        }
-        (None, None) => {}
-    }
-    match toml {
-        None => Ok(None),
-        Some(MasterKeyToml::File { path }) => Ok(Some(MasterKeySpec::File {
-            path,
-            origin: format!("{section} path"),
-        })),
-        Some(MasterKeyToml::Env { variable }) => {
-            let variable = variable.unwrap_or_else(|| env_var.to_string());
-            match env(&variable) {
-                Some(value) => Ok(Some(MasterKeySpec::Env {
-                    variable,
-                    value: Zeroizing::new(value),
-                })),
-                None => Err(Error::MissingMasterKey(format!(
-                    "{section} has type = \"env\", but the environment variable {variable} is not set"
-                ))),
-            }
-        }
-    }
-}
+mod master_key;
+mod method;
+
+use master_key::MasterKeyToml;
+pub use master_key::{KmsSpec, MasterKeySpec, Pkcs11Spec};
+pub use method::Method;
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use kura_crypto::{Key256, XaesCommitting, hkdf_sha256};
@@ -153,7 +154,26 @@ fn decode_key(text: &[u8], source_name: &str) -> Result<Key256, Error> {
 }
 
 /// Loads the master key `spec` names, or explains what is missing.
-pub fn load(spec: Option<&MasterKeySpec>) -> Result<LocalMasterKey, Error> {
+pub fn load(spec: Option<&MasterKeySpec>) -> Result<Arc<dyn MasterKey>, Error> {
+    Ok(match spec {
+        Some(MasterKeySpec::Kms(k)) => {
+            return Err(Error::Config(format!(
+                "master key {} ({}): KMS master keys are not available in this build",
+                k.key_id, k.origin
+            )));
+        }
+        Some(MasterKeySpec::Pkcs11(p)) => {
+            return Err(Error::Config(format!(
+                "master key {} in token {} ({}): PKCS#11 master keys are not available in this build",
+                p.key_label, p.token_label, p.origin
+            )));
+        }
+        local => Arc::new(load_local(local)?),
+    })
+}
+
+/// Loads a local master key (a file or a variable), or explains what is missing.
+pub fn load_local(spec: Option<&MasterKeySpec>) -> Result<LocalMasterKey, Error> {
     match spec {
         None => Err(Error::MissingMasterKey(format!(
             "no master key is configured; set {ENV_MASTER_KEY_FILE} (a key file) or {ENV_MASTER_KEY_ENV} (a base64 key), \
@@ -163,6 +183,14 @@ pub fn load(spec: Option<&MasterKeySpec>) -> Result<LocalMasterKey, Error> {
         Some(MasterKeySpec::Env { variable, value }) => {
             LocalMasterKey::from_env_value(variable, value)
         }
+        Some(MasterKeySpec::Kms(k)) => Err(Error::Config(format!(
+            "{} names the KMS key {}, not a local master key",
+            k.origin, k.key_id
+        ))),
+        Some(MasterKeySpec::Pkcs11(p)) => Err(Error::Config(format!(
+            "{} names a PKCS#11 key, not a local master key",
+            p.origin
+        ))),
     }
 }
 

@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 
 use crate::clock::SystemClock;
 use crate::config::{self, Overrides};
-use crate::master_key::{self, MasterKey};
+use crate::master_key;
 use crate::{Error, Keyring, KeyringSettings};
 
 /// Length of an AES-128 legacy key.
@@ -218,9 +218,9 @@ impl Vault {
             &|k| std::env::var(k).ok(),
             overrides,
         )?;
-        let master: Arc<dyn MasterKey> = Arc::new(master_key::load(settings.master_key.as_ref())?);
+        let master = master_key::load(settings.master_key.as_ref())?;
         let previous = match &settings.previous_master_key {
-            Some(spec) => Some(Arc::new(master_key::load(Some(spec))?) as Arc<dyn MasterKey>),
+            Some(spec) => Some(master_key::load(Some(spec))?),
             None => None,
         };
         let store: Arc<dyn Keystore> =

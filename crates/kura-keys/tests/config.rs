@@ -95,20 +95,14 @@ fn toml_file_master_key_in_tikv_format() {
     let store = store_at(&settings.keystore_path());
     let ks = KeyringSettings::new(settings.method, settings.rotation_period);
     let clock = std::sync::Arc::new(kura_keys::clock::ManualClock::new(T0));
-    let k = Keyring::init(
-        store,
-        std::sync::Arc::new(loaded),
-        ks.clone(),
-        clock.clone(),
-    )
-    .unwrap();
+    let k = Keyring::init(store, loaded, ks.clone(), clock.clone()).unwrap();
     let sealed = seal(&k, &ctx(), b"configured");
     assert_eq!(k.status().data_keys[0].method, "aes128-ctr");
     assert_eq!(k.status().data_key_rotation_period, "24h");
     drop(k);
     let (k, _) = Keyring::open(
         store_at(&settings.keystore_path()),
-        std::sync::Arc::new(env_key),
+        env_key,
         None,
         ks,
         clock,

@@ -324,10 +324,10 @@ fn nothing_rendered_contains_a_secret() {
     r.debug("Settings with env master keys", &settings_env);
     r.debug("MasterKeySpec", &settings_env.master_key);
     let loaded = master_key::load(settings_env.master_key.as_ref()).unwrap();
-    assert_eq!(kura_keys::MasterKey::id(&loaded), cur.id());
+    assert_eq!(kura_keys::MasterKey::id(&*loaded), cur.id());
     r.0.push((
         "master key source".into(),
-        kura_keys::MasterKey::source(&loaded).into(),
+        kura_keys::MasterKey::source(&*loaded).into(),
     ));
 
     let hex_key = format!("{}\n", hex::encode(cur.bytes));

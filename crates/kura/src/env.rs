@@ -39,16 +39,14 @@ pub(crate) type SharedMasterKey = Arc<dyn MasterKey>;
 
 /// The current master key the settings name (required).
 pub(crate) fn master_key(s: &Settings) -> Result<SharedMasterKey> {
-    Ok(Arc::new(master_key::load(s.master_key.as_ref())?))
+    Ok(master_key::load(s.master_key.as_ref())?)
 }
 
 /// The master keys the settings name: the current one (required) and the previous one.
 pub(crate) fn master_keys(s: &Settings) -> Result<(SharedMasterKey, Option<SharedMasterKey>)> {
-    let master: Arc<dyn MasterKey> = Arc::new(master_key::load(s.master_key.as_ref())?);
+    let master = master_key::load(s.master_key.as_ref())?;
     let previous = match &s.previous_master_key {
-        Some(spec) => Some(Arc::new(
-            master_key::load(Some(spec)).context("the previous master key")?,
-        ) as Arc<dyn MasterKey>),
+        Some(spec) => Some(master_key::load(Some(spec)).context("the previous master key")?),
         None => None,
     };
     Ok((master, previous))

@@ -1,5 +1,5 @@
 use super::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let m: HashMap<String, String> = pairs
@@ -219,4 +219,90 @@ fn database_url_from_flag_environment_and_file() {
         redact_url_password("postgres://u@h/db?sslmode=disable&password=pw"),
         "postgres://u@h/db?sslmode=disable&password=***"
     );
+}
+
+#[test]
+fn kms_master_key_from_the_environment_and_the_file() {
+    let none = Overrides::default();
+    let env = env_of(&[("KURA_AWS_CMK", "alias/kura"), ("AWS_REGION", "eu-west-1")]);
+    let s = resolve(None, &env, &none).unwrap();
+    let Some(MasterKeySpec::Kms(k)) = &s.master_key else {
+        panic!("{:?}", s.master_key)
+    };
+    assert_eq!(k.key_id, "alias/kura");
+    assert_eq!(k.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(k.endpoint, None);
+    assert_eq!(
+        k.encryption_context,
+        BTreeMap::from([("context".into(), DEFAULT_KMS_ENCRYPTION_CONTEXT.into())])
+    );
+    let env = env_of(&[
+        ("KURA_AWS_CMK", "1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ("AWS_DEFAULT_REGION", "us-east-2"),
+        ("KURA_AWS_CMK_EC", "mine"),
+        ("KURA_KMS_ENDPOINT", "http://127.0.0.1:8600"),
+    ]);
+    let Some(MasterKeySpec::Kms(k)) = resolve(None, &env, &none).unwrap().master_key else {
+        panic!()
+    };
+    assert_eq!(k.region.as_deref(), Some("us-east-2"));
+    assert_eq!(k.endpoint.as_deref(), Some("http://127.0.0.1:8600"));
+    assert_eq!(k.encryption_context["context"], "mine");
+    let both = env_of(&[("KURA_AWS_CMK", "alias/a"), ("KURA_MASTER_KEY_ENV", "x")]);
+    assert!(resolve(None, &both, &none).is_err());
+
+    let file = r#"
+[security.encryption.master-key]
+type = "kms"
+key-id = "0987dcba-09fe-87dc-65ba-ab0987654321"
+region = "us-west-2"
+endpoint = "https://kms.example.internal"
+encryption-context = { app = "kura", tier = "prod" }
+[security.encryption.previous-master-key]
+type = "kms"
+key-id = "alias/old"
+encryption-context = "legacy"
+"#;
+    let env = env_of(&[("AWS_REGION", "ap-northeast-1")]);
+    let s = resolve(Some((Path::new("k.toml"), file)), &env, &none).unwrap();
+    let Some(MasterKeySpec::Kms(k)) = &s.master_key else {
+        panic!()
+    };
+    assert_eq!(k.region.as_deref(), Some("us-west-2"));
+    assert_eq!(k.encryption_context.len(), 2);
+    let Some(MasterKeySpec::Kms(p)) = &s.previous_master_key else {
+        panic!()
+    };
+    assert_eq!(p.region.as_deref(), Some("ap-northeast-1"));
+    assert_eq!(p.encryption_context["context"], "legacy");
+    assert!(format!("{:?}", s.master_key).contains("0987dcba"));
+}
+
+#[test]
+fn pkcs11_master_key_takes_its_pin_from_the_environment_only() {
+    let file = r#"
+[security.encryption.master-key]
+type = "pkcs11"
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token-label = "kura"
+key-label = "kura-master"
+pin-env = "HSM_PIN"
+"#;
+    let none = Overrides::default();
+    let p = Path::new("k.toml");
+    let s = resolve(Some((p, file)), &env_of(&[("HSM_PIN", "123456")]), &none).unwrap();
+    let Some(MasterKeySpec::Pkcs11(h)) = &s.master_key else {
+        panic!()
+    };
+    assert_eq!(h.token_label, "kura");
+    assert_eq!(h.pin.as_deref().map(String::as_str), Some("123456"));
+    assert!(!format!("{s:?}").contains("123456"));
+    let s = resolve(Some((p, file)), &env_of(&[]), &none).unwrap();
+    let Some(MasterKeySpec::Pkcs11(h)) = &s.master_key else {
+        panic!()
+    };
+    assert!(h.pin.is_none());
+    let with_pin = format!("{file}pin = \"123456\"\n");
+    let e = resolve(Some((p, &with_pin)), &env_of(&[]), &none).unwrap_err();
+    assert!(!e.to_string().contains("123456"), "{e}");
 }
