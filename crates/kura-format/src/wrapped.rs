@@ -6,7 +6,7 @@
 //!  0       3   magic "KRW"
 //!  3       1   version 0x01
 //!  4       1   kind: 0x01 KEK under a master key, 0x02 data key under a KEK,
-//!              0x03 KMS key material under a KEK
+//!              0x03 KMS key material under a KEK, 0x04 KEK under an external master key
 //!  5       1   W = length of the wrapping key id (1..=255)
 //!  6       W   wrapping key id, UTF-8 (master key fingerprint, or KEK id in decimal)
 //!  6+W     8   id of the wrapped key, u64 big-endian
@@ -17,6 +17,10 @@
 //! ```
 //!
 //! Sealed with committing XAES-256-GCM under the wrapping key; AAD = bytes 0..70+W.
+//!
+//! Kind 0x04 (a KEK under a master key kura never holds: a key in an HSM) keeps bytes
+//! 0..14+W and follows them with a body of at least 16 bytes that only the provider
+//! reads ([`external`], [`open_external`]); the provider binds bytes 0..14+W as AAD.
 
 use kura_crypto::{SecretBytes, TAG_LEN, XAES_COMMITMENT_LEN, XAES_NONCE_LEN, XaesCommitting, rng};
 
@@ -39,6 +43,9 @@ pub enum Kind {
     DataKeyUnderKek,
     /// Key material of a KMS key wrapped by a KEK.
     KmsKeyUnderKek,
+    /// A KEK wrapped by a master key held outside kura (an HSM): the body after the
+    /// key id belongs to the provider.
+    KekUnderExternalKey,
 }
 
 impl Kind {
@@ -47,6 +54,7 @@ impl Kind {
             Self::KekUnderMasterKey => 1,
             Self::DataKeyUnderKek => 2,
             Self::KmsKeyUnderKek => 3,
+            Self::KekUnderExternalKey => 4,
         }
     }
 
@@ -55,6 +63,7 @@ impl Kind {
             1 => Some(Self::KekUnderMasterKey),
             2 => Some(Self::DataKeyUnderKek),
             3 => Some(Self::KmsKeyUnderKek),
+            4 => Some(Self::KekUnderExternalKey),
             _ => None,
         }
     }
@@ -93,21 +102,15 @@ pub fn wrap_with_nonce(
     nonce: &[u8; XAES_NONCE_LEN],
     secret: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let w = wrapping_key_id.len();
-    if w == 0 || w > 255 {
+    if kind == Kind::KekUnderExternalKey {
         return Err(Error::Malformed {
             what: WHAT,
-            detail: format!("wrapping key id must be 1 to 255 bytes, is {w}"),
+            detail: "a KEK under an external master key is written by its provider".into(),
         });
     }
-    let header_len = 6 + w + 8 + XAES_NONCE_LEN + XAES_COMMITMENT_LEN;
-    let mut out = Vec::with_capacity(header_len + secret.len() + TAG_LEN);
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.push(kind.byte());
-    out.push(w as u8);
-    out.extend_from_slice(wrapping_key_id.as_bytes());
-    out.extend_from_slice(&key_id.to_be_bytes());
+    let mut out = prefix(wrapping_key_id, kind, key_id)?;
+    let header_len = out.len() + XAES_NONCE_LEN + XAES_COMMITMENT_LEN;
+    out.reserve(XAES_NONCE_LEN + XAES_COMMITMENT_LEN + secret.len() + TAG_LEN);
     out.extend_from_slice(nonce);
     let (message, commitment) = wrapping.begin(nonce)?;
     out.extend_from_slice(&commitment);
@@ -116,6 +119,44 @@ pub fn wrap_with_nonce(
     let tag = message.seal_in_place(header, body)?;
     out.extend_from_slice(&tag);
     Ok(out)
+}
+
+/// Bytes 0..14+W: magic, version, kind, W, wrapping key id, key id.
+fn prefix(wrapping_key_id: &str, kind: Kind, key_id: u64) -> Result<Vec<u8>, Error> {
+    let w = wrapping_key_id.len();
+    if w == 0 || w > 255 {
+        return Err(Error::Malformed {
+            what: WHAT,
+            detail: format!("wrapping key id must be 1 to 255 bytes, is {w}"),
+        });
+    }
+    let mut out = Vec::with_capacity(6 + w + 8 + 128);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(kind.byte());
+    out.push(w as u8);
+    out.extend_from_slice(wrapping_key_id.as_bytes());
+    out.extend_from_slice(&key_id.to_be_bytes());
+    Ok(out)
+}
+
+/// The header of a KEK wrapped by an external master key (kind 0x04): bytes 0..14+W.
+/// The provider binds it as AAD and appends its body (at least 16 bytes).
+pub fn external(wrapping_key_id: &str, key_id: u64) -> Result<Vec<u8>, Error> {
+    prefix(wrapping_key_id, Kind::KekUnderExternalKey, key_id)
+}
+
+/// Splits a KEK wrapped by an external master key into its header (bytes 0..14+W, the
+/// provider's AAD) and its body, checking kind and key id ([`Error::KeyMismatch`]).
+pub fn open_external(key_id: u64, blob: &[u8]) -> Result<(&[u8], &[u8]), Error> {
+    let h = parse(blob)?;
+    if h.kind != Kind::KekUnderExternalKey || h.key_id != key_id {
+        return Err(Error::KeyMismatch {
+            expected: format!("{:?} {key_id}", Kind::KekUnderExternalKey),
+            found: format!("{:?} {}", h.kind, h.key_id),
+        });
+    }
+    Ok(blob.split_at(h.header_len))
 }
 
 /// Parses the header of `blob` without authenticating it.
@@ -135,7 +176,10 @@ pub fn parse(blob: &[u8]) -> Result<Header<'_>, Error> {
             detail: "wrapping key id is empty".into(),
         });
     }
-    let header_len = 6 + w + 8 + XAES_NONCE_LEN + XAES_COMMITMENT_LEN;
+    let header_len = match kind {
+        Kind::KekUnderExternalKey => 6 + w + 8,
+        _ => 6 + w + 8 + XAES_NONCE_LEN + XAES_COMMITMENT_LEN,
+    };
     if blob.len() < header_len + TAG_LEN {
         return Err(Error::Truncated { what: WHAT });
     }
@@ -159,7 +203,7 @@ pub fn unwrap(
     blob: &[u8],
 ) -> Result<SecretBytes, Error> {
     let h = parse(blob)?;
-    if h.kind != kind || h.key_id != key_id {
+    if h.kind != kind || h.key_id != key_id || kind == Kind::KekUnderExternalKey {
         return Err(Error::KeyMismatch {
             expected: format!("{kind:?} {key_id}"),
             found: format!("{:?} {}", h.kind, h.key_id),
@@ -210,5 +254,44 @@ mod tests {
             unwrap(&other, Kind::DataKeyUnderKek, 99, &blob),
             Err(Error::Decrypt)
         ));
+    }
+
+    #[test]
+    fn external_header_and_body() {
+        let mut blob = external("pkcs11:t/k", 7).unwrap();
+        assert_eq!(blob.len(), 6 + 10 + 8);
+        blob.extend_from_slice(&[0xab; 16]);
+        let h = parse(&blob).unwrap();
+        assert_eq!(
+            (h.kind, h.wrapping_key_id, h.key_id),
+            (Kind::KekUnderExternalKey, "pkcs11:t/k", 7)
+        );
+        let (head, body) = open_external(7, &blob).unwrap();
+        assert_eq!((head.len(), body), (24, &[0xab; 16][..]));
+        assert!(matches!(
+            open_external(8, &blob),
+            Err(Error::KeyMismatch { .. })
+        ));
+        assert!(matches!(
+            open_external(7, &blob[..blob.len() - 1]),
+            Err(Error::Truncated { .. })
+        ));
+        let kek = XaesCommitting::new(&Key256::generate().unwrap()).unwrap();
+        for kind in [Kind::KekUnderMasterKey, Kind::KekUnderExternalKey] {
+            assert!(matches!(
+                unwrap(&kek, kind, 7, &blob),
+                Err(Error::KeyMismatch { .. })
+            ));
+        }
+        assert!(matches!(
+            wrap(&kek, "x", Kind::KekUnderExternalKey, 7, &[0; 32]),
+            Err(Error::Malformed { .. })
+        ));
+        let xaes_blob = wrap(&kek, "x", Kind::KekUnderMasterKey, 7, &[0; 32]).unwrap();
+        assert!(matches!(
+            open_external(7, &xaes_blob),
+            Err(Error::KeyMismatch { .. })
+        ));
+        assert!(matches!(external("", 7), Err(Error::Malformed { .. })));
     }
 }

@@ -488,7 +488,7 @@ fn wrapped_unknown_version_bad_magic_and_bad_header_fields() {
         let bad = [&magic[..], &blob[3..]].concat();
         assert!(matches!(unwrap_sample(&bad), Err(Error::BadMagic { .. })));
     }
-    for k in [0u8, 4, 255] {
+    for k in [0u8, 5, 255] {
         let mut bad = blob.clone();
         bad[4] = k;
         assert!(
