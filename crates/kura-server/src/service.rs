@@ -124,6 +124,18 @@ impl Kms {
         self.store.clone()
     }
 
+    /// The `kms` keyring (for the node registry and for reloading master keys).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Looks for changes other nodes made to the keystore now, as every request does at
+    /// most once a second: an idle node reports current keys in its heartbeat.
+    pub fn poll_changes(&self) -> Result<(), crate::error::KmsError> {
+        self.checked_at.store(0, Ordering::Relaxed);
+        self.refresh()
+    }
+
     /// The current time (Unix seconds).
     pub(crate) fn now(&self) -> i64 {
         self.clock.now()

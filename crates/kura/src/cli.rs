@@ -75,8 +75,12 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Create the keystore: a KEK wrapped by the master key, and the first data key.
     Init(InitArgs),
-    /// Show the master key source, the KEK and every data key with its state.
+    /// Show the master key source, the KEK, every data key with its state, and every
+    /// `kura server` node of the keystore (live or stale, and whether it uses the current
+    /// keys).
     Status,
+    /// List the `kura server` nodes registered with the keystore; stale entries expire.
+    Nodes(NodesArgs),
     /// Rotate a level of the hierarchy, online.
     Rotate(RotateArgs),
     /// Manage individual data keys.
@@ -107,6 +111,12 @@ pub enum Command {
     /// Files under a data root encrypted transparently (kura-fs): put, get, mv, rm, ls,
     /// dump, and reencrypt after a rotation or a change of method.
     Fs(FsArgs),
+    /// Back up the keystore to a file: only wrapped keys (every KEK and data key) and the
+    /// KMS server's objects; restoring needs the same master key.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty keystore: data keys come back decrypt-only under a
+    /// new KEK, and every keyring gets a new active data key.
+    Restore(RestoreArgs),
 }
 
 /// `kura destroy-data-key` and `kura data-key destroy`.
@@ -147,6 +157,14 @@ pub struct InitArgs {
     /// data it protects.
     #[arg(long)]
     pub dev: bool,
+}
+
+/// `kura nodes`.
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Remove every stale node now (nodes stale for 10 minutes are removed anyway).
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// `kura rotate`.
@@ -285,8 +303,12 @@ pub struct ServerArgs {
     pub tls_key: Option<PathBuf>,
     /// Development mode: keystore, master key and a `dev` user under ./kura-dev (or
     /// --data-dir), created or reused; loopback only.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "database")]
     pub dev: bool,
+    /// The PostgreSQL keystore this node shares with the other nodes of a cluster
+    /// (postgres://user@host:port/db); the same as the global --database-url.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
 }
 
 /// `kura user`.
@@ -416,4 +438,27 @@ pub struct ReencryptArgs {
     /// The table and how to go over it.
     #[command(flatten)]
     pub table: TableArgs,
+}
+
+/// `kura backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the backup (a new file, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub out: String,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `kura restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore.
+    #[arg(value_name = "FILE")]
+    pub from: String,
+    /// Replace an initialised keystore; its contents are first backed up to a file in the
+    /// data directory, whose path is printed.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -7,31 +7,53 @@ use anyhow::{Context, Result};
 use kura_keys::clock::SystemClock;
 use kura_keys::config::{self, Overrides, Settings};
 use kura_keys::{Keyring, KeyringSettings, MasterKey, OpenReport, master_key};
-use kura_store::{Keystore, SqliteKeystore};
+use kura_store::{PgKeystore, SqliteKeystore, Store};
 
 use crate::cli::Cli;
 
 /// Resolves flags, environment and configuration file.
 pub(crate) fn settings(cli: &Cli) -> Result<Settings> {
-    // An empty KURA_CONFIG counts as unset, like every other KURA_* variable.
-    let config = cli.config.as_deref().filter(|p| !p.as_os_str().is_empty());
-    let text = match config {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read the configuration file {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let file = config.zip(text.as_deref());
-    let flags = Overrides {
-        data_dir: cli.data_dir.clone(),
-        database_url: cli.database_url.clone(),
-        master_key_file: cli.master_key_file.clone(),
-        previous_master_key_file: cli.previous_master_key_file.clone(),
-    };
-    let s = config::resolve(file, &|k| std::env::var(k).ok(), &flags)?;
-    kura_keys::redact::set_enabled(s.redact_info_log);
-    Ok(s)
+    SettingsSource::new(cli, None).resolve()
+}
+
+/// What settings are resolved from, kept by a long-running process to resolve them again
+/// (`kura server` on SIGHUP reads its configuration file and key files anew).
+#[derive(Debug, Clone)]
+pub(crate) struct SettingsSource {
+    config: Option<PathBuf>,
+    flags: Overrides,
+}
+
+impl SettingsSource {
+    pub(crate) fn new(cli: &Cli, database: Option<&str>) -> Self {
+        Self {
+            // An empty KURA_CONFIG counts as unset, like every other KURA_* variable.
+            config: cli.config.clone().filter(|p| !p.as_os_str().is_empty()),
+            flags: Overrides {
+                data_dir: cli.data_dir.clone(),
+                database_url: database
+                    .map(str::to_string)
+                    .or_else(|| cli.database_url.clone()),
+                master_key_file: cli.master_key_file.clone(),
+                previous_master_key_file: cli.previous_master_key_file.clone(),
+            },
+        }
+    }
+
+    /// Reads the configuration file (if any) and resolves the settings.
+    pub(crate) fn resolve(&self) -> Result<Settings> {
+        let text =
+            match &self.config {
+                Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+                    format!("cannot read the configuration file {}", p.display())
+                })?),
+                None => None,
+            };
+        let file = self.config.as_deref().zip(text.as_deref());
+        let s = config::resolve(file, &|k| std::env::var(k).ok(), &self.flags)?;
+        kura_keys::redact::set_enabled(s.redact_info_log);
+        Ok(s)
+    }
 }
 
 /// A master key shared with the keyring.
@@ -56,23 +78,42 @@ pub(crate) fn keyring_settings(s: &Settings) -> KeyringSettings {
     KeyringSettings::new(s.method, s.rotation_period)
 }
 
-/// The keystore path, for messages.
-pub(crate) fn keystore_path(s: &Settings) -> PathBuf {
-    s.keystore_path()
+/// Where the keystore is, for messages: the SQLite file, or the database URL with its
+/// password hidden.
+pub(crate) fn keystore_location(s: &Settings) -> String {
+    match &s.database_url {
+        Some(url) => url.redacted(),
+        None => s.keystore_path().display().to_string(),
+    }
+}
+
+/// The keystore the settings name: the PostgreSQL database of a cluster, or the SQLite file
+/// in the data directory (created if `create`, else it must exist).
+pub(crate) fn store(s: &Settings, create: bool) -> Result<Arc<dyn Store>> {
+    Ok(match &s.database_url {
+        Some(url) => Arc::new(PgKeystore::connect(url.expose())?),
+        None if create => Arc::new(SqliteKeystore::open(&s.keystore_path())?),
+        None => Arc::new(SqliteKeystore::open_existing(&s.keystore_path())?),
+    })
 }
 
 /// Opens an existing keystore and its keyring.
 pub(crate) fn open(cli: &Cli) -> Result<(Keyring, OpenReport, Settings)> {
+    let (k, report, s, _) = open_store(cli)?;
+    Ok((k, report, s))
+}
+
+/// [`open`], also returning the keystore.
+pub(crate) fn open_store(cli: &Cli) -> Result<(Keyring, OpenReport, Settings, Arc<dyn Store>)> {
     let s = settings(cli)?;
-    let path = keystore_path(&s);
-    let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open_existing(&path)?);
+    let store = self::store(&s, false)?;
     let (master, previous) = master_keys(&s)?;
     let (k, report) = Keyring::open(
-        store,
+        store.clone(),
         master,
         previous,
         keyring_settings(&s),
         Arc::new(SystemClock),
     )?;
-    Ok((k, report, s))
+    Ok((k, report, s, store))
 }

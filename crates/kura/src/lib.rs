@@ -40,6 +40,7 @@ pub fn run() -> ExitCode {
         Command::Keygen(a) => cmd::keygen::run(&cli, a),
         Command::Init(a) => cmd::admin::init(&cli, a),
         Command::Status => cmd::admin::status(&cli),
+        Command::Nodes(a) => cmd::admin::nodes(&cli, a.prune),
         Command::Rotate(a) => cmd::admin::rotate(&cli, a),
         Command::DataKey(a) => cmd::admin::data_key(&cli, a),
         Command::Encrypt(a) => cmd::crypt::encrypt(&cli, a),
@@ -53,6 +54,8 @@ pub fn run() -> ExitCode {
         Command::Reencrypt(a) => cmd::migrate::reencrypt(&cli, a),
         Command::DestroyDataKey(a) => cmd::admin::destroy_data_key(&cli, a),
         Command::Fs(a) => cmd::fs::run(&cli, a),
+        Command::Backup(a) => cmd::backup::backup(&cli, a),
+        Command::Restore(a) => cmd::backup::restore(&cli, a),
     };
     if let Some(m) = kura_sys::take_mlock_refusal() {
         tracing::warn!("{m}");

@@ -1,21 +1,31 @@
-//! The registry of live `kura server` nodes: one object of kind `node` per running server
-//! in its keystore, its `last_heartbeat` refreshed every [`HEARTBEAT`], deleted on a clean
-//! shutdown. `kura migrate-encryption` refuses to run while a node heartbeated within
-//! [`LIVE_WINDOW_SECS`].
+//! The registry of `kura server` nodes: one object of kind `node` per running server in
+//! its keystore (SQLite, or the PostgreSQL database a cluster shares), its
+//! `last_heartbeat` and the keys the node uses refreshed every [`HEARTBEAT`], deleted on a
+//! clean shutdown. A node that missed three heartbeats ([`LIVE_WINDOW_SECS`]) is *stale*:
+//! `kura status` and `kura nodes` flag it, and `kura migrate-encryption` no longer counts it
+//! as live. Entries stale for [`EXPIRE_AFTER_SECS`] are removed by any server's heartbeat
+//! and by `kura nodes`.
+
+pub(crate) mod view;
 
 use std::time::Duration;
 
 use kura_store::{ObjectChange, ObjectStore};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use view::{ClusterView, cluster_view};
+
 /// The object kind of a node.
-pub(crate) const NODE_KIND: &str = "node";
+pub(crate) const NODE_KIND: &str = kura_store::NODE_KIND;
 /// How often a server refreshes its heartbeat.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
-/// A node whose heartbeat is younger than this counts as alive.
-pub(crate) const LIVE_WINDOW_SECS: i64 = 60;
+/// A node whose heartbeat is younger than this counts as alive (three heartbeats).
+pub(crate) const LIVE_WINDOW_SECS: i64 = 15;
+/// A node stale for this long is removed from the registry.
+pub(crate) const EXPIRE_AFTER_SECS: i64 = 600;
 
-/// A node's document.
+/// A node's document. The fields after `last_heartbeat` came later: older documents lack
+/// them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NodeInfo {
     pub(crate) host: String,
@@ -24,6 +34,45 @@ pub(crate) struct NodeInfo {
     pub(crate) listen: String,
     pub(crate) started: i64,
     pub(crate) last_heartbeat: i64,
+    /// The keyring the node serves (`kms` for `kura server`).
+    #[serde(default)]
+    pub(crate) keyring: Option<String>,
+    /// The KEK the node uses now.
+    #[serde(default)]
+    pub(crate) kek_id: Option<String>,
+    /// The active data key the node uses now.
+    #[serde(default)]
+    pub(crate) data_key_id: Option<String>,
+    /// The master key the node holds.
+    #[serde(default)]
+    pub(crate) master_key_id: Option<String>,
+    /// The keystore generation the node last loaded.
+    #[serde(default)]
+    pub(crate) generation: Option<u64>,
+}
+
+/// What a node reports about the keys it uses, refreshed with each heartbeat.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeKeys {
+    pub(crate) keyring: String,
+    pub(crate) kek_id: String,
+    pub(crate) data_key_id: String,
+    pub(crate) master_key_id: String,
+    pub(crate) generation: u64,
+}
+
+impl NodeKeys {
+    /// The keys `keyring` uses now.
+    pub(crate) fn of(keyring: &kura_keys::Keyring) -> Self {
+        let st = keyring.status();
+        Self {
+            keyring: keyring.name().to_string(),
+            kek_id: st.kek.id,
+            data_key_id: keyring.active_data_key_id().to_string(),
+            master_key_id: st.master_key.id,
+            generation: st.generation,
+        }
+    }
 }
 
 pub(crate) fn now() -> i64 {
@@ -56,17 +105,35 @@ impl NodeInfo {
             listen,
             started: t,
             last_heartbeat: t,
+            keyring: None,
+            kek_id: None,
+            data_key_id: None,
+            master_key_id: None,
+            generation: None,
         }
+    }
+
+    fn set_keys(&mut self, k: NodeKeys) {
+        self.keyring = Some(k.keyring);
+        self.kek_id = Some(k.kek_id);
+        self.data_key_id = Some(k.data_key_id);
+        self.master_key_id = Some(k.master_key_id);
+        self.generation = Some(k.generation);
     }
 }
 
-/// Creates or refreshes the node's object with `last_heartbeat = now`.
+/// Creates or refreshes the node's object with `last_heartbeat = now` and the keys it
+/// uses.
 pub(crate) fn heartbeat(
     store: &dyn ObjectStore,
     id: &str,
     node: &mut NodeInfo,
+    keys: Option<NodeKeys>,
 ) -> anyhow::Result<()> {
     node.last_heartbeat = now();
+    if let Some(k) = keys {
+        node.set_keys(k);
+    }
     let doc = serde_json::to_string(node)?;
     let change = match store.get(NODE_KIND, id)? {
         Some(o) => ObjectChange::Update {
@@ -96,26 +163,63 @@ pub(crate) fn deregister(store: &dyn ObjectStore, id: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// The nodes that heartbeated within the last [`LIVE_WINDOW_SECS`].
-pub(crate) fn live_nodes(store: &dyn ObjectStore) -> anyhow::Result<Vec<(String, NodeInfo)>> {
-    let t = now();
-    let mut live = Vec::new();
+/// Every registered node, in id order; a document that does not parse is some other
+/// writer's and is skipped.
+pub(crate) fn all_nodes(store: &dyn ObjectStore) -> anyhow::Result<Vec<(String, NodeInfo)>> {
+    let mut nodes = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let page = store.list(NODE_KIND, "", after.as_deref(), 100)?;
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         for o in &page {
-            // A document that does not parse is some other writer's; it cannot be alive.
-            if let Ok(n) = serde_json::from_str::<NodeInfo>(&o.doc)
-                && t - n.last_heartbeat < LIVE_WINDOW_SECS
-            {
-                live.push((o.id.clone(), n));
+            if let Ok(n) = serde_json::from_str::<NodeInfo>(&o.doc) {
+                nodes.push((o.id.clone(), n));
             }
         }
         if page.len() < 100 {
             break;
         }
     }
-    Ok(live)
+    Ok(nodes)
+}
+
+/// Whether a node that heartbeated at `last` is alive at `now`.
+pub(crate) fn is_live(last: i64, now: i64) -> bool {
+    now - last < LIVE_WINDOW_SECS
+}
+
+/// The nodes that heartbeated within the last [`LIVE_WINDOW_SECS`].
+pub(crate) fn live_nodes(store: &dyn ObjectStore) -> anyhow::Result<Vec<(String, NodeInfo)>> {
+    let t = now();
+    let mut nodes = all_nodes(store)?;
+    nodes.retain(|(_, n)| is_live(n.last_heartbeat, t));
+    Ok(nodes)
+}
+
+/// Removes the nodes stale for longer than [`EXPIRE_AFTER_SECS`] (or, with `all_stale`,
+/// every stale node); returns their ids.
+pub(crate) fn expire(store: &dyn ObjectStore, all_stale: bool) -> anyhow::Result<Vec<String>> {
+    let t = now();
+    let limit = if all_stale {
+        LIVE_WINDOW_SECS
+    } else {
+        EXPIRE_AFTER_SECS
+    };
+    let gone: Vec<String> = all_nodes(store)?
+        .into_iter()
+        .filter(|(_, n)| t - n.last_heartbeat >= limit)
+        .map(|(id, _)| id)
+        .collect();
+    if !gone.is_empty() {
+        let changes: Vec<ObjectChange> = gone
+            .iter()
+            .map(|id| ObjectChange::Delete {
+                kind: NODE_KIND.into(),
+                id: id.clone(),
+            })
+            .collect();
+        store.apply_quiet(&changes)?;
+    }
+    Ok(gone)
 }

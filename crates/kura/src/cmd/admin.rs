@@ -27,8 +27,8 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
     }
     let s = env::settings(cli)?;
     let master = env::master_key(&s)?;
-    let path = env::keystore_path(&s);
-    let store: Arc<dyn Keystore> = Arc::new(SqliteKeystore::open(&path)?);
+    let location = env::keystore_location(&s);
+    let store = env::store(&s, true)?;
     let k = Keyring::init(
         store,
         master,
@@ -39,7 +39,7 @@ pub(crate) fn init(cli: &Cli, a: &InitArgs) -> Result<()> {
     emit(cli, &st, || {
         format!(
             "initialised the keystore at {}\nmaster key: {} ({})\nKEK:        {}\ndata key:   {} (active)",
-            path.display(),
+            location,
             st.master_key.id,
             st.master_key.source,
             st.kek.id,
@@ -60,6 +60,8 @@ pub(crate) struct DevKeystore {
     pub(crate) store: Arc<SqliteKeystore>,
     pub(crate) fresh: bool,
     pub(crate) keyring: Keyring,
+    /// What the settings were resolved from (to resolve them again on SIGHUP).
+    pub(crate) source: env::SettingsSource,
 }
 
 /// Creates or reuses the development keystore in --data-dir or ./kura-dev.
@@ -85,8 +87,9 @@ pub(crate) fn dev_keystore(cli: &Cli) -> Result<DevKeystore> {
         output: cli.output,
         command: Command::Status,
     };
-    let settings = env::settings(&dev)?;
-    let store = Arc::new(SqliteKeystore::open(&env::keystore_path(&settings))?);
+    let source = env::SettingsSource::new(&dev, None);
+    let settings = source.resolve()?;
+    let store = Arc::new(SqliteKeystore::open(&settings.keystore_path())?);
     // Only the generated key: a previous master key configured in the environment belongs
     // to some other keystore.
     let master = env::master_key(&settings)?;
@@ -104,6 +107,7 @@ pub(crate) fn dev_keystore(cli: &Cli) -> Result<DevKeystore> {
         store,
         fresh,
         keyring,
+        source,
     })
 }
 
@@ -138,23 +142,73 @@ fn init_dev(cli: &Cli) -> Result<()> {
 }
 
 pub(crate) fn status(cli: &Cli) -> Result<()> {
-    let (k, report, s) = env::open(cli)?;
+    let (k, report, s, store) = env::open_store(cli)?;
     let st = k.status();
+    let cluster = crate::nodes::cluster_view(&*store)?;
     #[derive(Serialize)]
     struct Out<'a> {
         keystore: String,
         #[serde(flatten)]
         status: &'a Status,
         kek_rewrapped_from: Option<String>,
+        nodes: &'a [crate::nodes::view::NodeView],
+        cluster: Counts,
+    }
+    #[derive(Serialize)]
+    struct Counts {
+        live: usize,
+        stale: usize,
+        disagreeing: usize,
     }
     let out = Out {
-        keystore: env::keystore_path(&s).display().to_string(),
+        keystore: env::keystore_location(&s),
         status: &st,
         kek_rewrapped_from: report.kek_rewrapped_from.clone(),
+        nodes: &cluster.nodes,
+        cluster: Counts {
+            live: cluster.live,
+            stale: cluster.stale,
+            disagreeing: cluster.disagreeing,
+        },
     };
     emit(cli, &out, || {
-        status_text(&out.keystore, &st, report.kek_rewrapped_from.as_deref())
+        let mut t = status_text(&out.keystore, &st, report.kek_rewrapped_from.as_deref());
+        t.push_str("nodes:\n");
+        t.push_str(&cluster.text());
+        t
     })
+}
+
+/// `kura nodes`: the servers registered with the keystore; `--prune` removes stale ones.
+pub(crate) fn nodes(cli: &Cli, prune: bool) -> Result<()> {
+    let s = env::settings(cli)?;
+    let store = env::store(&s, false)?;
+    let removed = crate::nodes::expire(&*store, prune)?;
+    let cluster = crate::nodes::cluster_view(&*store)?;
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        cluster: &'a crate::nodes::ClusterView,
+        removed: &'a [String],
+    }
+    emit(
+        cli,
+        &Out {
+            cluster: &cluster,
+            removed: &removed,
+        },
+        || {
+            let mut t = cluster.text();
+            if !removed.is_empty() {
+                t.push_str(&format!(
+                    "  removed {} stale node(s): {}\n",
+                    removed.len(),
+                    removed.join(", ")
+                ));
+            }
+            t
+        },
+    )
 }
 
 fn status_text(keystore: &str, st: &Status, rewrapped: Option<&str>) -> String {
@@ -284,13 +338,12 @@ pub(crate) fn destroy_data_key(cli: &Cli, a: &DestroyArgs) -> Result<()> {
             "destroying data key {id} makes every record and file encrypted under it unreadable forever; add --yes to confirm"
         );
     }
-    let (k, _, s) = env::open(cli)?;
-    let store = SqliteKeystore::open_existing(&env::keystore_path(&s))?;
+    let (k, _, _, store) = env::open_store(cli)?;
     // (The active key is refused by the keyring itself, with its own message.)
     let users = if id == k.active_data_key_id() {
         Vec::new()
     } else {
-        crate::usage::users_of(&store, id)?
+        crate::usage::users_of(&*store, id)?
     };
     if !users.is_empty() {
         bail!(

@@ -20,7 +20,6 @@ use base64::engine::general_purpose::STANDARD;
 use clap::ValueEnum;
 use kura_format::{EncryptionContext, envelope};
 use kura_keys::{LegacyFormat, LegacyKey, Vault, find_envelope};
-use kura_store::SqliteKeystore;
 use serde::Deserialize;
 
 use crate::cli::{Cli, LegacyFormatArg, MigrateArgs, OutputFormat, ReencryptArgs, TableArgs};
@@ -297,9 +296,9 @@ fn run_job(
     };
     if !a.dry_run {
         let settings = env::settings(cli)?;
-        let store = SqliteKeystore::open_existing(&env::keystore_path(&settings))?;
+        let store = env::store(&settings, false)?;
         usage::record(
-            &store,
+            &*store,
             &TableUsage {
                 location: t.location(),
                 table: p.target.table.clone(),
@@ -364,8 +363,8 @@ fn run_job(
 /// Refuses while another kura node on this keystore is alive.
 fn refuse_if_live(cli: &Cli) -> Result<()> {
     let settings = env::settings(cli)?;
-    let store = SqliteKeystore::open_existing(&env::keystore_path(&settings))?;
-    let live = nodes::live_nodes(&store)?;
+    let store = env::store(&settings, false)?;
+    let live = nodes::live_nodes(&*store)?;
     if !live.is_empty() {
         for (id, n) in &live {
             tracing::warn!(node = %id, host = %n.host, pid = n.pid, listen = %n.listen, "live kura node");

@@ -10,24 +10,24 @@ use anyhow::{Context, Result, bail};
 use kura_keys::clock::SystemClock;
 use kura_keys::{Keyring, KeyringSettings};
 use kura_server::{Identity, KMS_KEYRING, Kms};
-use kura_store::{SqliteKeystore, Store};
+use kura_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{Cli, ServerArgs, UserAction, UserArgs};
 use crate::cmd::admin::dev_keystore;
 use crate::env;
+use crate::nodes::{NodeInfo, NodeKeys};
 use crate::output::emit;
 
 /// The KMS on the configured keystore (which must be initialised).
-fn open_kms(cli: &Cli, id: Identity) -> Result<Kms> {
-    let s = env::settings(cli)?;
-    let store = Arc::new(SqliteKeystore::open_existing(&env::keystore_path(&s))?);
-    let (master, previous) = env::master_keys(&s)?;
-    kms_on(store, master, previous, &s, id)
+fn open_kms(s: &kura_keys::config::Settings, id: Identity) -> Result<Kms> {
+    let store = env::store(s, false)?;
+    let (master, previous) = env::master_keys(s)?;
+    kms_on(store, master, previous, s, id)
 }
 
 fn kms_on(
-    store: Arc<SqliteKeystore>,
+    store: Arc<dyn Store>,
     master: env::SharedMasterKey,
     previous: Option<env::SharedMasterKey>,
     s: &kura_keys::config::Settings,
@@ -39,7 +39,6 @@ fn kms_on(
     };
     let clock = Arc::new(SystemClock);
     let (keyring, _) = Keyring::open(store.clone(), master, previous, settings, clock.clone())?;
-    let store: Arc<dyn Store> = store;
     Ok(Kms::new(store, keyring, id, clock))
 }
 
@@ -65,7 +64,7 @@ fn export_lines(c: &Credentials, region: Option<&str>) -> String {
 
 pub(crate) fn user(cli: &Cli, a: &UserArgs) -> Result<()> {
     let kms = open_kms(
-        cli,
+        &env::settings(cli)?,
         Identity {
             region: kura_server::DEFAULT_REGION.into(),
             account: a.account_id.clone(),
@@ -151,7 +150,8 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
     if a.account_id.len() != 12 || !a.account_id.chars().all(|c| c.is_ascii_digit()) {
         bail!("--account-id must be 12 digits, not '{}'", a.account_id);
     }
-    let (kms, dev) = if a.dev {
+    let source = env::SettingsSource::new(cli, a.database.as_deref());
+    let (kms, dev, source) = if a.dev {
         if !a.listen.ip().is_loopback() {
             bail!(
                 "--dev listens on loopback only (127.0.0.1 or ::1), not {}: dev mode keeps its master key beside the data",
@@ -162,15 +162,17 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         let master = env::master_key(&d.settings)?;
         let kms = kms_on(d.store.clone(), master, None, &d.settings, id.clone())?;
         let creds = dev_credentials(&kms, &d.dir)?;
-        (kms, Some((d.dir, creds)))
+        (kms, Some((d.dir, creds)), d.source)
     } else {
-        (open_kms(cli, id.clone())?, None)
+        let s = source.resolve()?;
+        (open_kms(&s, id.clone())?, None, source)
     };
     let kms = Arc::new(kms);
     // Rotates the data key when due even while no request asks for it; stops with us.
     let _rotator = kms
         .start_rotation(
-            env::settings(cli)
+            source
+                .resolve()
                 .map(|s| s.rotation_period)
                 .unwrap_or(kura_keys::config::DEFAULT_ROTATION_PERIOD),
         )
@@ -189,10 +191,12 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         {
             let store = store.clone();
             let id = node_id.clone();
-            let mut n = node.clone();
-            tokio::task::spawn_blocking(move || crate::nodes::heartbeat(&*store, &id, &mut n))
-                .await
-                .context("node registration")??;
+            let kms = kms.clone();
+            node = tokio::task::spawn_blocking(move || {
+                crate::nodes::heartbeat(&*store, &id, &mut node, Some(NodeKeys::of(kms.keyring()))).map(|()| node)
+            })
+            .await
+            .context("node registration")??;
         }
         let scheme = if a.tls_cert.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://{local}");
@@ -208,27 +212,8 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         }
         print!("{banner}");
         std::io::stdout().flush()?;
-        let heart = {
-            let store = store.clone();
-            let id = node_id.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(crate::nodes::HEARTBEAT);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let (store, id, mut n) = (store.clone(), id.clone(), node.clone());
-                    match tokio::task::spawn_blocking(move || {
-                        crate::nodes::heartbeat(&*store, &id, &mut n).map(|()| n)
-                    })
-                    .await
-                    {
-                        Ok(Ok(n)) => node = n,
-                        Ok(Err(e)) => tracing::warn!(error = %e, "node heartbeat failed"),
-                        Err(e) => tracing::warn!(error = %e, "node heartbeat failed"),
-                    }
-                }
-            })
-        };
+        let heart = tokio::spawn(heartbeats(kms.clone(), node_id.clone(), node));
+        let reload = tokio::spawn(reload_on_sighup(kms.clone(), source));
         let sweeper = {
             let kms = kms.clone();
             tokio::spawn(async move {
@@ -254,6 +239,7 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         }
         sweeper.abort();
         heart.abort();
+        reload.abort();
         let id = node_id.clone();
         match tokio::task::spawn_blocking(move || crate::nodes::deregister(&*store, &id)).await {
             Ok(Ok(())) => {}
@@ -263,6 +249,69 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         tracing::info!("kura KMS server stopped");
         Ok(())
     })
+}
+
+/// Refreshes the node's registration every [`crate::nodes::HEARTBEAT`] with the keys it
+/// uses (after looking for changes other nodes made, so an idle node reports current
+/// keys), and removes expired nodes once a minute.
+async fn heartbeats(kms: Arc<Kms>, id: String, mut node: NodeInfo) {
+    let mut tick = tokio::time::interval(crate::nodes::HEARTBEAT);
+    tick.tick().await;
+    for beat in 1u64.. {
+        tick.tick().await;
+        let (kms, id, mut n) = (kms.clone(), id.clone(), node.clone());
+        let sweep = beat.is_multiple_of(12);
+        let r = tokio::task::spawn_blocking(move || -> anyhow::Result<NodeInfo> {
+            let store = kms.store();
+            if let Err(e) = kms.poll_changes() {
+                tracing::warn!(error = %e, "cannot look for key changes made by other nodes");
+            }
+            crate::nodes::heartbeat(&*store, &id, &mut n, Some(NodeKeys::of(kms.keyring())))?;
+            if sweep {
+                let gone = crate::nodes::expire(&*store, false)?;
+                if !gone.is_empty() {
+                    tracing::info!(nodes = ?gone, "expired stale nodes removed from the registry");
+                }
+            }
+            Ok(n)
+        })
+        .await;
+        match r {
+            Ok(Ok(n)) => node = n,
+            Ok(Err(e)) => tracing::warn!(error = %e, "node heartbeat failed"),
+            Err(e) => tracing::warn!(error = %e, "node heartbeat failed"),
+        }
+    }
+}
+
+/// On SIGHUP, resolves the configuration again (the file and the key files are read anew)
+/// and hands the master keys it names to the keyring: a new master key is taken without a
+/// restart, the KEK re-wrapped under it if another node has not done so already.
+async fn reload_on_sighup(kms: Arc<Kms>, source: env::SettingsSource) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; a new master key needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let (kms, source) = (kms.clone(), source.clone());
+        let r = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
+            let s = source.resolve()?;
+            let (master, previous) = env::master_keys(&s)?;
+            let id = master.id().to_string();
+            let from = kms.keyring().use_master_keys(master, previous)?;
+            tracing::info!(master_key = %id, rewrapped_from = ?from, "master key configuration reloaded (SIGHUP)");
+            Ok(from)
+        })
+        .await;
+        match r {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "SIGHUP: the master key configuration was not reloaded; the node goes on with the keys it had")
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
