@@ -19,6 +19,8 @@
 //!   directory ([`python_env`]), and a [`MotoServer`] to compare kura against.
 //! - [`postgres`]: a throwaway PostgreSQL 15 server ([`PgServer`]) on 127.0.0.1, stopped
 //!   and removed on drop, or by its watchdog if the test process dies.
+//! - [`softhsm`]: throwaway SoftHSM2 tokens ([`SoftHsm`]) for the PKCS#11 tests, in a
+//!   directory of their own with their own `SOFTHSM2_CONF`.
 //!
 //! Replaying a seed replays the delays and the generated data, not the scheduler: a crash
 //! test is a random search, and a seed narrows a failure down rather than reproducing it
@@ -28,9 +30,11 @@
 
 pub mod postgres;
 pub mod python;
+pub mod softhsm;
 
 pub use postgres::PgServer;
 pub use python::{MotoServer, PythonEnv, python_env, with_aws_credentials};
+pub use softhsm::SoftHsm;
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
@@ -47,7 +51,7 @@ pub const SEED_VAR: &str = "KURA_CRASH_SEED";
 /// The environment variable overriding the number of trials of a crash test.
 pub const TRIALS_VAR: &str = "KURA_CRASH_TRIALS";
 /// Every environment variable kura reads; [`Kura`] removes them all from its commands.
-pub const KURA_VARS: [&str; 8] = [
+pub const KURA_VARS: [&str; 12] = [
     "KURA_MASTER_KEY_FILE",
     "KURA_MASTER_KEY_ENV",
     "KURA_PREVIOUS_MASTER_KEY_FILE",
@@ -56,6 +60,10 @@ pub const KURA_VARS: [&str; 8] = [
     "KURA_CONFIG",
     "KURA_LOG",
     "KURA_REDACT_INFO_LOG",
+    "KURA_DATABASE_URL",
+    "KURA_AWS_CMK",
+    "KURA_AWS_CMK_EC",
+    "KURA_KMS_ENDPOINT",
 ];
 /// SIGKILL's number (9 on every Unix kura runs on).
 const SIGKILL: i32 = 9;
