@@ -12,7 +12,8 @@
 //!   AES-256-GCM key per 192-bit random nonce, so one data key can seal 2⁸⁰ records.
 //! - [`CtrCipher`]: AES-128/192/256-CTR and SM4-CTR keystreams at any byte offset
 //!   (TiKV-compatible 128-bit big-endian counters).
-//! - [`hkdf_sha256`], [`rng`] (system randomness and a fork-safe nonce pool), and
+//! - [`hmac_sha256`] and [`sha256`] (authenticating and checksumming backups),
+//!   [`hkdf_sha256`], [`rng`] (system randomness and a fork-safe nonce pool), and
 //!   [`legacy`] AES-128-CBC/PKCS#7 for migrating old data.
 //!
 //! Any authentication failure is the one opaque [`Error::Decrypt`]: callers cannot tell a
@@ -25,6 +26,7 @@ mod ctr;
 mod error;
 mod hkdf;
 pub mod legacy;
+mod mac;
 pub mod rng;
 mod secret;
 
@@ -35,6 +37,7 @@ pub use aead::{
 pub use ctr::{CtrCipher, CtrMethod};
 pub use error::Error;
 pub use hkdf::hkdf_sha256;
+pub use mac::{SHA256_LEN, hmac_sha256, hmac_sha256_verify, sha256};
 pub use secret::{Key256, SecretBytes};
 
 /// Compares two byte strings in constant time (for tags, commitments and key checks);

@@ -91,6 +91,38 @@ pub enum Error {
          nor readable as a legacy value: no legacy key and format were given"
     )]
     UnrecognisedValue,
+    /// A backup fails its checksum or its authentication, or is malformed: it was damaged
+    /// or changed (or is no kura backup). Deliberately says no more.
+    #[error(
+        "the backup is damaged or was changed (or is not a kura backup); nothing was restored: use another copy"
+    )]
+    BackupDamaged,
+    /// A backup of a format version this build does not read.
+    #[error(
+        "the backup has format version {found}, but this kura reads version {supported}; upgrade kura to restore it"
+    )]
+    BackupVersion {
+        /// The version byte found.
+        found: u8,
+        /// The version this build reads.
+        supported: u8,
+    },
+    /// A backup whose KEK was wrapped by a master key that is not configured.
+    #[error(
+        "the backup's KEK is wrapped by master key {recorded} (read from {recorded_source} when the backup was made), \
+         but the configured master key is {configured}{previous}; restoring needs the master key that made the backup: \
+         configure it (KURA_MASTER_KEY_FILE, --master-key-file or [security.encryption.master-key]), or as previous-master-key"
+    )]
+    BackupWrongMasterKey {
+        /// The master key id recorded in the backup.
+        recorded: String,
+        /// Where that key was read from when the backup was made.
+        recorded_source: String,
+        /// The configured master key id.
+        configured: String,
+        /// " (and the previous master key is …)" or empty.
+        previous: String,
+    },
     /// The keystore failed.
     #[error(transparent)]
     Store(#[from] kura_store::Error),

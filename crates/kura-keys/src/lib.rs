@@ -11,6 +11,8 @@
 //! - [`config`]: TOML file, environment and flags resolved into [`config::Settings`].
 //! - [`Status`]: what `kura status` shows. It holds ids, states, timestamps and sources,
 //!   never a key.
+//! - [`backup`]: backups holding only wrapped keys (checksummed, authenticated under the
+//!   KEK), and restoring them: data keys decrypt-only under a new KEK (Tableau's rules).
 //! - [`Vault`]: the API for applications: [`Vault::from_config`] opens the keystore
 //!   configured as for the CLI, [`Vault::seal`] and [`Vault::open`] handle record
 //!   envelopes, and [`Vault::open_any`] also reads legacy AES-128-CBC values.
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod background;
+pub mod backup;
 pub mod clock;
 pub mod config;
 mod error;

@@ -10,6 +10,9 @@
 //! - [`SqliteKeystore`]: the embedded default (WAL, `synchronous=FULL`, schema versioned
 //!   with `user_version`). PostgreSQL implements the same trait for clusters.
 //!
+//! - [`Store`]: both together, plus [`Store::export`] and [`Store::replace_all`], the
+//!   one-transaction reads and writes of `kura backup` and `kura restore`.
+//!
 //! - [`atomic::AtomicFile`]: the one helper for files that must survive a crash (temp
 //!   file, `fsync`, rename, `fsync` of the directory).
 //!
@@ -26,13 +29,42 @@ mod sqlite;
 
 pub use error::Error;
 pub use model::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Snapshot};
-pub use objects::{Object, ObjectChange, ObjectStore};
+pub use objects::{NODE_KIND, Object, ObjectChange, ObjectStore};
 pub use sqlite::SqliteKeystore;
 
-/// A keystore that also holds the services' objects (what `kura server` needs).
-pub trait Store: Keystore + ObjectStore {}
+/// A keystore that also holds the services' objects (what `kura server` needs), with the
+/// two whole-keystore operations that backup and restore are made of.
+pub trait Store: Keystore + ObjectStore {
+    /// Every key and every object except [`NODE_KIND`] registrations, read in one
+    /// transaction (so they are from one moment), or `None` if the keystore is not
+    /// initialised. Objects come in `(kind, id)` order.
+    fn export(&self) -> Result<Option<Export>, Error>;
 
-impl<T: Keystore + ObjectStore> Store for T {}
+    /// Replaces every KEK, every data key and every object except [`NODE_KIND`]
+    /// registrations in one transaction: deletes them all, applies `changes` (which must
+    /// add at least one KEK) and inserts `objects` as they are (versions included).
+    ///
+    /// `expected_generation` is `None` when the keystore must not be initialised
+    /// ([`Error::AlreadyInitialized`] otherwise), or the generation the caller read
+    /// ([`Error::Conflict`] if another process committed since, [`Error::NotInitialized`]
+    /// if it holds no keys). Both generations are bumped, so running processes reload.
+    /// Returns the new generation.
+    fn replace_all(
+        &self,
+        expected_generation: Option<u64>,
+        changes: &[Change],
+        objects: &[Object],
+    ) -> Result<u64, Error>;
+}
+
+/// What [`Store::export`] returns: the keys and the objects of one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// The key hierarchy (with its generation).
+    pub snapshot: Snapshot,
+    /// Every object except node registrations, in `(kind, id)` order.
+    pub objects: Vec<Object>,
+}
 
 /// A keystore: where wrapped keys live.
 ///

@@ -10,6 +10,10 @@
 
 use crate::Error;
 
+/// The kind of a running server's registration (`kura server` nodes): bookkeeping of the
+/// processes using a keystore, never part of a backup and never replaced by a restore.
+pub const NODE_KIND: &str = "node";
+
 /// One stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {

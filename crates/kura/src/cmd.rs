@@ -1,6 +1,7 @@
 //! One module per group of commands.
 
 pub(crate) mod admin;
+pub(crate) mod backup;
 pub(crate) mod bench;
 pub(crate) mod bench_fs;
 pub(crate) mod bench_server;

@@ -19,12 +19,14 @@ CREATE TABLE objects (
 ALTER TABLE meta ADD COLUMN objects_generation INTEGER NOT NULL DEFAULT 0;
 ";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, String, Vec<u8>)> {
+pub(super) fn row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, i64, String, Vec<u8>)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
 impl SqliteKeystore {
-    fn object(
+    pub(super) fn object(
         &self,
         (kind, id, version, doc, blob): (String, String, i64, String, Vec<u8>),
     ) -> Result<Object, Error> {

@@ -1,0 +1,258 @@
+//! `kura backup` and `kura restore`: a keystore to a backup file and back (Tableau's
+//! rules: only wrapped keys leave; a restore brings the data keys back decrypt-only under a
+//! new KEK, with a new active data key per keyring).
+
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use kura_keys::backup::{self, BackupSummary, RestoreReport};
+use kura_keys::clock::{Clock, SystemClock};
+use kura_store::atomic::AtomicFile;
+use serde::Serialize;
+
+use crate::cli::{BackupArgs, Cli, RestoreArgs};
+use crate::env;
+use crate::output::emit;
+
+/// Where a backup is written to or read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Location {
+    /// A local file.
+    File(PathBuf),
+}
+
+impl Location {
+    fn parse(s: &str) -> Result<Self> {
+        if s.is_empty() {
+            bail!("the backup location is empty; give a file path");
+        }
+        Ok(Self::File(PathBuf::from(s)))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// What `kura backup` prints.
+#[derive(Serialize)]
+struct BackedUp {
+    location: String,
+    bytes: usize,
+    #[serde(flatten)]
+    summary: BackupSummary,
+}
+
+pub(crate) fn backup(cli: &Cli, a: &BackupArgs) -> Result<()> {
+    let to = Location::parse(&a.out)?;
+    let Location::File(path) = &to;
+    if !a.force && path.exists() {
+        bail!(
+            "{} already exists; choose another --out, or add --force to replace it",
+            path.display()
+        );
+    }
+    let s = env::settings(cli)?;
+    let store = env::store(&s, false)?;
+    let (master, previous) = env::master_keys(&s)?;
+    let (bytes, summary) =
+        backup::create(&*store, &*master, previous.as_deref(), SystemClock.now())
+            .with_context(|| format!("cannot back up {}", env::keystore_location(&s)))?;
+    write_file(path, &bytes, a.force)?;
+    let out = BackedUp {
+        location: to.to_string(),
+        bytes: bytes.len(),
+        summary,
+    };
+    emit(cli, &out, || backed_up_text(&out))
+}
+
+fn backed_up_text(o: &BackedUp) -> String {
+    let s = &o.summary;
+    let d = &s.data_keys;
+    format!(
+        "backed up the keystore to {} ({} bytes, format version {})\n\
+         master key: {} ({}); restoring needs this master key\n\
+         KEKs:       {} (active {})\n\
+         data keys:  {} active, {} decrypt-only, {} destroyed (keyrings: {})\n\
+         objects:    {}{}\n\
+         generation: {}, made {}",
+        o.location,
+        o.bytes,
+        s.format_version,
+        s.master_key_id,
+        s.master_key_source,
+        s.keks,
+        s.kek_id,
+        d.active,
+        d.decrypt_only,
+        d.destroyed,
+        s.keyrings.join(", "),
+        s.objects,
+        kinds(s),
+        s.generation,
+        s.created_at,
+    )
+}
+
+fn kinds(s: &BackupSummary) -> String {
+    if s.object_kinds.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = s
+        .object_kinds
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    format!(" ({})", parts.join(", "))
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600; without `force`, never replaces a
+/// file (checked again at the final link, so a file created meanwhile is not lost).
+fn write_file(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    write_atomically(path, bytes, force).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "{} already exists; choose another --out, or add --force to replace it",
+            path.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot write the backup {}", path.display())),
+    })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], replace: bool) -> std::io::Result<()> {
+    let mut f = AtomicFile::create(path, 0o600)?;
+    f.file()?.write_all(bytes)?;
+    if replace {
+        f.commit()
+    } else {
+        f.commit_no_clobber()
+    }
+}
+
+/// Writes the backup of a keystore about to be replaced to a new file in `dir`; returns
+/// its path.
+fn write_safety_backup(dir: &Path, bytes: &[u8], now: i64) -> Result<PathBuf> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    for n in 1..=100 {
+        let p = dir.join(format!("keystore-before-restore-{now}-{n}.krb"));
+        match write_atomically(&p, bytes, false) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot write the backup of the keystore to {}, so it is not replaced",
+                    p.display()
+                )));
+            }
+        }
+    }
+    bail!(
+        "{} holds 100 keystore backups made this second; the keystore is not replaced",
+        dir.display()
+    )
+}
+
+/// What `kura restore` prints.
+#[derive(Serialize)]
+struct Restored {
+    from: String,
+    keystore: String,
+    /// The backup of the replaced keystore (`--force`), if one was made.
+    previous_keystore_backup: Option<String>,
+    #[serde(flatten)]
+    report: RestoreReport,
+}
+
+pub(crate) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<()> {
+    let from = Location::parse(&a.from)?;
+    let Location::File(path) = &from;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the backup {}", path.display()))?;
+    let s = env::settings(cli)?;
+    let (master, previous) = env::master_keys(&s)?;
+    let verified = backup::open(&bytes, &*master, previous.as_deref())
+        .with_context(|| format!("cannot restore {from}"))?;
+    let location = env::keystore_location(&s);
+    let store = env::store(&s, true)?;
+    let now = SystemClock.now();
+    let (expected, safety) = match store.generation()? {
+        None => (None, None),
+        Some(_) if !a.force => bail!(
+            "the keystore at {location} is already initialised; a restore replaces every key in it. \
+             Add --force to replace it (its current contents are backed up to a file first), \
+             or restore into an empty --data-dir"
+        ),
+        Some(_) => {
+            // The backup of what is replaced, made under the keys that now wrap it.
+            let (old, current) = backup::create(&*store, &*master, previous.as_deref(), now)
+                .with_context(|| {
+                    format!(
+                        "cannot back up the keystore at {location} before replacing it, so it is not replaced"
+                    )
+                })?;
+            let p = write_safety_backup(&s.data_dir, &old, now)?;
+            (Some(current.generation), Some(p))
+        }
+    };
+    let report = backup::restore(&*store, &verified, &*master, s.method, expected, now)
+        .with_context(|| format!("cannot restore {from} into {location}"))?;
+    let out = Restored {
+        from: from.to_string(),
+        keystore: location,
+        previous_keystore_backup: safety.map(|p| p.display().to_string()),
+        report,
+    };
+    emit(cli, &out, || restored_text(&out))
+}
+
+fn restored_text(o: &Restored) -> String {
+    let r = &o.report;
+    let b = &r.backup;
+    let mut t = String::new();
+    if let Some(p) = &o.previous_keystore_backup {
+        t.push_str(&format!(
+            "the keystore's previous contents are backed up to {p}\n"
+        ));
+    }
+    let actives: Vec<String> = r
+        .new_active
+        .iter()
+        .map(|n| format!("{} ({})", n.id, n.keyring))
+        .collect();
+    t.push_str(&format!(
+        "restored {} (made {}, generation {}) into {}\n\
+         KEK:             {} (new, wrapped by master key {}); the backup's KEK {} is not carried over\n\
+         data keys:       {} decrypt-only, {} destroyed\n\
+         new active keys: {}\n\
+         objects:         {}{}\n\
+         Everything encrypted before the backup decrypts; new data is encrypted under the new keys. \
+         Run `kura reencrypt` to move old data to them.",
+        o.from,
+        b.created_at,
+        b.generation,
+        o.keystore,
+        r.kek_id,
+        r.master_key_id,
+        b.kek_id,
+        r.decrypt_only,
+        r.destroyed,
+        if actives.is_empty() {
+            "none".to_string()
+        } else {
+            actives.join(", ")
+        },
+        r.objects,
+        kinds(b),
+    ));
+    t
+}
