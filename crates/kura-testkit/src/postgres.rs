@@ -29,6 +29,10 @@
 //! waits for end-of-file on a pipe whose only writer is the test process. The kernel closes
 //! that pipe when the test process dies, however it dies; the watchdog then stops the server
 //! and removes its directory. A normal drop kills the watchdog (by its handle) first.
+//!
+//! [`PgServer::stop_server`] and [`PgServer::start_server`] stop the server process and
+//! start it again on the same port with the same data, for tests of clients that must
+//! survive a database restart.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -232,6 +236,38 @@ impl PgServer {
         self.shutdown()
     }
 
+    /// Stops the server process (`pg_ctl stop -m fast`) but keeps its directory and port, so
+    /// that [`PgServer::start_server`] can bring the same cluster back: for tests of what
+    /// clients do while the database is down and once it returns. Clients connected at the
+    /// time lose their connections. Dropping the server still removes everything.
+    pub fn stop_server(&self) -> io::Result<()> {
+        if self.stopped {
+            return Err(io::Error::other(
+                "kura-testkit: this PostgreSQL server was removed",
+            ));
+        }
+        let mut c = self.server_command("pg_ctl");
+        c.args(["stop", "-m", "fast", "-w", "-t"])
+            .arg(PG_CTL_TIMEOUT.as_secs().to_string())
+            .arg("-D")
+            .arg(self.data_dir());
+        let shown = "pg_ctl stop -m fast";
+        check(shown, run(&mut c, shown)?, "")
+            .map_err(|e| io::Error::new(e.kind(), format!("{e}\nserver log:\n{}", self.log_tail())))
+    }
+
+    /// Starts a server stopped by [`PgServer::stop_server`] again, on the same port with the
+    /// same data, waiting until it accepts connections. Fails if another process took the
+    /// port in the meantime.
+    pub fn start_server(&self) -> io::Result<()> {
+        if self.stopped {
+            return Err(io::Error::other(
+                "kura-testkit: this PostgreSQL server was removed",
+            ));
+        }
+        self.start_on_port().map_err(|(e, _)| e)
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
     }
@@ -320,6 +356,12 @@ impl PgServer {
     /// worth a try (the port was taken).
     fn try_start(&mut self) -> Result<(), (io::Error, bool)> {
         self.port = free_port().map_err(|e| (e, false))?;
+        self.start_on_port()
+    }
+
+    /// Starts the server on [`PgServer::port`]; the error's flag says whether the port was
+    /// taken.
+    fn start_on_port(&self) -> Result<(), (io::Error, bool)> {
         let log = self.log_path();
         let log_start = fs::metadata(&log).map_or(0, |m| m.len());
         let options = format!(

@@ -1,7 +1,14 @@
-//! Helpers shared by the `SqliteKeystore` integration tests: a keystore path in a fresh
-//! temporary directory, records to insert, and an initialised store.
+//! Helpers shared by the keystore integration tests: a keystore path in a fresh temporary
+//! directory, records to insert, and an initialised store; a [`Backend`] fixture giving a
+//! fresh store on SQLite or PostgreSQL; and the [`conformance`] suite that every backend
+//! must pass.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub(crate) mod backend;
+pub(crate) mod conformance;
+
+pub(crate) use backend::{Backend, Fixture};
 
 use std::path::PathBuf;
 

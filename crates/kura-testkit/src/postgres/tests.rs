@@ -161,3 +161,27 @@ fn postgres_helpers() {
     assert_eq!(fs::read_dir(&long).unwrap().count(), 0);
     assert_eq!(tail(b"  \n"), "(nothing)");
 }
+
+#[test]
+fn postgres_stops_and_starts_again_on_the_same_port_with_its_data() {
+    let s = start();
+    let port = s.port();
+    let url = s.create_database("kept").unwrap_or_else(|e| panic!("{e}"));
+    query(
+        &s,
+        "kept",
+        "create table t (x int); insert into t values (42)",
+    )
+    .unwrap();
+    s.stop_server().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!accepts(port), "port {port} still accepts connections");
+    assert!(query(&s, "kept", "select 1").is_err());
+    s.start_server().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.port(), port);
+    assert_eq!(s.database_url("kept"), url);
+    assert_eq!(query(&s, "kept", "select x from t").unwrap(), "42");
+    let dir = s.dir().to_path_buf();
+    s.stop().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!accepts(port));
+    assert!(!dir.exists());
+}

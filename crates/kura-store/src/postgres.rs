@@ -1,0 +1,712 @@
+//! The cluster keystore: one PostgreSQL database shared by every node.
+//!
+//! The schema is the SQLite keystore's, in PostgreSQL types (`BIGINT`, `BYTEA`, `TEXT`),
+//! versioned in the one-row table `kura_schema_version` and migrated in one transaction under
+//! a transaction-level advisory lock, so that nodes starting at once do not race.
+//!
+//! # Transactions
+//! Every write runs at `READ COMMITTED` and begins by locking the one `meta` row
+//! (`SELECT … FOR UPDATE`). That row lock serialises all writers of the database (key
+//! changes and object writes, from every node), as `BEGIN IMMEDIATE` does for SQLite; the
+//! generation check of [`Keystore::commit`] reads the row under that lock, and each later
+//! statement of the transaction takes a fresh snapshot, so it sees everything committed by the
+//! writers before it. There are no serialisation failures to retry and, since every writer
+//! takes the `meta` lock first, no deadlocks. A [`Keystore::snapshot`] is one
+//! `REPEATABLE READ READ ONLY` transaction; the cheap reads ([`Keystore::generation`],
+//! [`crate::ObjectStore::objects_generation`], [`crate::ObjectStore::get`], [`crate::ObjectStore::list`]) are one
+//! statement each.
+//!
+//! # Connections
+//! A [`PgKeystore`] keeps up to [`PgKeystore::MAX_IDLE`] idle connections and opens new ones on demand,
+//! so that threads do not wait for one another. A connection that fails (PostgreSQL
+//! restarted, the network gone) is dropped together with the idle ones, which are likely dead
+//! too; the call fails with [`Error::Database`] naming the URL (password hidden) and saying
+//! that the database is unreachable, and the next call connects again. A call that finds an
+//! idle connection dead before anything was sent on it (the server restarted while it was
+//! idle) retries once on a new connection. Connections are unencrypted (`NoTls`): run kura
+//! next to the database or over a tunnel. The client is synchronous: call it from plain
+//! threads (`spawn_blocking` in async code).
+
+mod changes;
+mod objects;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ::postgres::error::SqlState;
+use ::postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
+
+use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore, Snapshot};
+
+/// TCP keepalive settings (unless the URL sets them): a peer gone silent is noticed within
+/// about half a minute rather than the system's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Data sent and not acknowledged for this long breaks the connection.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`Keystore`] and [`ObjectStore`] in a PostgreSQL database; see the [module docs](self).
+///
+/// `Send + Sync`: share one between threads; each call takes a connection of its own from a
+/// small pool. Several nodes (several `PgKeystore`s) may use one database at once; the
+/// generation number and row locks keep them consistent.
+pub struct PgKeystore {
+    config: Config,
+    /// The URL with any password hidden, as shown in errors.
+    location: String,
+    /// The password, to scrub from driver messages (which should never hold it anyway).
+    password: Option<String>,
+    idle: Mutex<Vec<Client>>,
+}
+
+impl fmt::Debug for PgKeystore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgKeystore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a read-write transaction ended, before its connection is given back.
+enum Outcome<T> {
+    /// `BEGIN` failed: nothing was sent that could change anything.
+    BeginFailed(::postgres::Error),
+    /// The transaction ran (and committed, if `Ok`).
+    Finished(Result<T, Error>),
+}
+
+impl PgKeystore {
+    /// The most idle connections a [`PgKeystore`] keeps.
+    pub const MAX_IDLE: usize = 8;
+    /// How long connecting may take when the URL sets no `connect_timeout`.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Connects to the PostgreSQL database at `url` (a `postgres://` URL or a `key=value`
+    /// connection string) and creates or migrates the schema.
+    ///
+    /// A `connect_timeout` of [`PgKeystore::CONNECT_TIMEOUT`] applies unless the URL sets one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] if the URL is invalid or the database cannot be reached (the
+    /// message names the URL with its password hidden), [`Error::SchemaTooNew`] if a newer
+    /// kura wrote the schema.
+    pub fn connect(url: &str) -> Result<Self, Error> {
+        let location = redact_password(url);
+        let mut config = Config::from_str(url).map_err(|e| Error::Database {
+            location: location.clone(),
+            source: Box::new(DriverError(format!("{}; fix the database URL", chain(&e)))),
+        })?;
+        let password = config
+            .get_password()
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        // The location must never show the password, whatever form the URL had.
+        let location = match &password {
+            Some(p) if location.contains(p.as_str()) => describe(&config),
+            _ => location,
+        };
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Self::CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config
+                .keepalives(true)
+                .keepalives_idle(KEEPALIVE_IDLE)
+                .keepalives_interval(KEEPALIVE_INTERVAL)
+                .keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("kura");
+        }
+        let store = Self {
+            config,
+            location,
+            password,
+            idle: Mutex::new(Vec::new()),
+        };
+        let mut client = store.new_client()?;
+        schema::prepare(&mut client, &store)?;
+        store.release(client, false);
+        Ok(store)
+    }
+
+    /// The database URL with any password replaced by `***` (what errors show).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The idle connections. A panic while the lock was held cannot have left a connection
+    /// half-used (connections are taken out of the list to be used), so a poisoned lock is
+    /// still usable.
+    fn lock_idle(&self) -> MutexGuard<'_, Vec<Client>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new connection.
+    fn new_client(&self) -> Result<Client, Error> {
+        self.config.connect(NoTls).map_err(|e| {
+            if e.as_db_error().is_some() && !is_connection_error(&e) {
+                // The server answered: wrong credentials, no such database, …
+                self.database_error(format!(
+                    "cannot connect: {}; check the database URL and the server's access rules",
+                    self.message(&e)
+                ))
+            } else {
+                self.database_error(format!(
+                    "the database is unreachable ({}); check that PostgreSQL is running and \
+                     reachable (kura connects again on the next call)",
+                    self.message(&e)
+                ))
+            }
+        })
+    }
+
+    /// An idle connection if there is one (and whether it was), else a new one.
+    fn checkout(&self) -> Result<(Client, bool), Error> {
+        let pooled = self.lock_idle().pop();
+        match pooled {
+            Some(client) if !client.is_closed() => Ok((client, true)),
+            Some(dead) => {
+                drop(dead);
+                self.drop_idle();
+                Ok((self.new_client()?, false))
+            }
+            None => Ok((self.new_client()?, false)),
+        }
+    }
+
+    /// Gives `client` back to the pool, or drops it (and the idle ones) if it is `broken`
+    /// or closed.
+    fn release(&self, client: Client, broken: bool) {
+        if broken || client.is_closed() {
+            drop(client);
+            self.drop_idle();
+            return;
+        }
+        let mut idle = self.lock_idle();
+        if idle.len() < Self::MAX_IDLE {
+            idle.push(client);
+        }
+    }
+
+    /// Drops every idle connection (outside the lock: closing one may wait on the network).
+    fn drop_idle(&self) {
+        let idle = std::mem::take(&mut *self.lock_idle());
+        drop(idle);
+    }
+
+    /// Runs `f`, a read (one statement, or a read-only transaction of its own), on a pooled
+    /// connection. A read changes nothing, so a connection found dead is replaced and `f`
+    /// run again, once.
+    fn read<T>(
+        &self,
+        mut f: impl FnMut(&mut Client) -> Result<T, ::postgres::Error>,
+    ) -> Result<T, Error> {
+        let mut retried = false;
+        loop {
+            let (mut client, reused) = self.checkout()?;
+            let result = f(&mut client);
+            let broken = result.as_ref().err().is_some_and(is_connection_error);
+            self.release(client, broken);
+            match result {
+                Ok(v) => return Ok(v),
+                Err(_) if broken && reused && !retried => retried = true,
+                Err(e) => return Err(self.db(&e)),
+            }
+        }
+    }
+
+    /// Runs `f` in a `READ COMMITTED` transaction and commits it if `f` succeeds. `f` must
+    /// lock the `meta` row first ([`PgKeystore::lock_meta`]). If `BEGIN` finds a pooled
+    /// connection dead, the call is retried once on a new one; a connection lost later fails
+    /// the call (the commit's outcome is then unknown).
+    fn write<T>(
+        &self,
+        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut retried = false;
+        loop {
+            let (mut client, reused) = self.checkout()?;
+            let outcome = match client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()
+            {
+                Err(e) => Outcome::BeginFailed(e),
+                Ok(mut tx) => Outcome::Finished(match f(&mut tx) {
+                    // Dropping `tx` rolls back.
+                    Err(e) => Err(e),
+                    Ok(v) => tx.commit().map(|()| v).map_err(|e| {
+                        if is_connection_error(&e) {
+                            self.database_error(format!(
+                                "the connection was lost while committing ({}), so the change \
+                                 may or may not have been applied; reload and check (kura \
+                                 connects again on the next call)",
+                                self.message(&e)
+                            ))
+                        } else {
+                            self.db(&e)
+                        }
+                    }),
+                }),
+            };
+            match outcome {
+                Outcome::BeginFailed(e) => {
+                    let broken = is_connection_error(&e);
+                    self.release(client, broken);
+                    if broken && reused && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(self.db(&e));
+                }
+                Outcome::Finished(result) => {
+                    let broken = client.is_closed();
+                    self.release(client, broken);
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// Best effort, after a commit that destroyed key material: `VACUUM` the key tables so
+    /// that the old row versions holding the erased blobs are removed rather than left until
+    /// autovacuum gets to them. Failure is not an error (the commit is durable already).
+    /// PostgreSQL's WAL, its archives and replicas may keep copies of the old rows for longer;
+    /// the blobs there are still wrapped under a KEK.
+    fn vacuum(&self) {
+        let _ = self.read(|client| client.batch_execute("VACUUM keks, data_keys"));
+    }
+
+    /// Locks the `meta` row for the rest of `tx` and returns the stored generation.
+    fn lock_meta(&self, tx: &mut Transaction<'_>) -> Result<i64, Error> {
+        let row = tx
+            .query_opt("SELECT generation FROM meta WHERE id = 1 FOR UPDATE", &[])
+            .map_err(|e| self.db(&e))?
+            .ok_or_else(|| self.corrupt("the meta row is missing".into()))?;
+        row.try_get(0).map_err(|e| self.db(&e))
+    }
+
+    /// Whether the keystore holds at least one KEK.
+    fn has_kek(&self, tx: &mut Transaction<'_>) -> Result<bool, Error> {
+        tx.query_one("SELECT EXISTS (SELECT 1 FROM keks)", &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.db(&e))
+    }
+
+    /// Stores `generation` in the (locked) meta row.
+    fn write_generation(&self, tx: &mut Transaction<'_>, generation: u64) -> Result<(), Error> {
+        let value = i64::try_from(generation)
+            .map_err(|_| self.corrupt(format!("generation {generation} overflows")))?;
+        tx.execute("UPDATE meta SET generation = $1 WHERE id = 1", &[&value])
+            .map_err(|e| self.db(&e))
+            .map(drop)
+    }
+
+    /// The generation as [`Keystore::generation`] reports it, from `generation` and
+    /// whether the keystore holds a KEK.
+    fn checked_generation(&self, generation: i64, initialised: bool) -> Result<Option<u64>, Error> {
+        if !initialised {
+            return Ok(None);
+        }
+        match u64::try_from(generation) {
+            Ok(g) if g > 0 => Ok(Some(g)),
+            _ => Err(self.corrupt(format!(
+                "generation {generation} in an initialised keystore"
+            ))),
+        }
+    }
+
+    /// The driver's error as a message, with the password (if any) scrubbed out.
+    fn message(&self, e: &::postgres::Error) -> String {
+        let text = chain(e);
+        match &self.password {
+            Some(p) => text.replace(p.as_str(), "***"),
+            None => text,
+        }
+    }
+
+    /// A database error with `message` (which must not hold the password).
+    fn database_error(&self, message: String) -> Error {
+        Error::Database {
+            location: self.location.clone(),
+            source: Box::new(DriverError(message)),
+        }
+    }
+
+    /// Wraps a driver error, saying so plainly when the database is unreachable.
+    fn db(&self, e: &::postgres::Error) -> Error {
+        if is_connection_error(e) {
+            self.database_error(format!(
+                "the database is unreachable ({}); check that PostgreSQL is running and \
+                 reachable (kura connects again on the next call)",
+                self.message(e)
+            ))
+        } else {
+            self.database_error(self.message(e))
+        }
+    }
+
+    fn corrupt(&self, what: String) -> Error {
+        Error::Corrupt {
+            location: self.location.clone(),
+            what,
+        }
+    }
+
+    fn kek_from_row(&self, row: &Row) -> Result<KekRecord, Error> {
+        let db = |e: ::postgres::Error| self.db(&e);
+        let state: String = row.try_get(3).map_err(db)?;
+        Ok(KekRecord {
+            id: from_db_id(row.try_get(0).map_err(db)?, &self.location)?,
+            wrapped: row.try_get(1).map_err(db)?,
+            master_key_id: row.try_get(2).map_err(db)?,
+            state: KekState::parse(&state)
+                .ok_or_else(|| self.corrupt(format!("unknown KEK state '{state}'")))?,
+            created_at: row.try_get(4).map_err(db)?,
+            retired_at: row.try_get(5).map_err(db)?,
+        })
+    }
+
+    fn data_key_from_row(&self, row: &Row) -> Result<DataKeyRecord, Error> {
+        let db = |e: ::postgres::Error| self.db(&e);
+        let state: String = row.try_get(5).map_err(db)?;
+        Ok(DataKeyRecord {
+            id: from_db_id(row.try_get(0).map_err(db)?, &self.location)?,
+            keyring: row.try_get(1).map_err(db)?,
+            method: row.try_get(2).map_err(db)?,
+            wrapped: row.try_get(3).map_err(db)?,
+            kek_id: from_db_id(row.try_get(4).map_err(db)?, &self.location)?,
+            state: DataKeyState::parse(&state)
+                .ok_or_else(|| self.corrupt(format!("unknown data key state '{state}'")))?,
+            created_at: row.try_get(6).map_err(db)?,
+            activated_at: row.try_get(7).map_err(db)?,
+            retired_at: row.try_get(8).map_err(db)?,
+            destroyed_at: row.try_get(9).map_err(db)?,
+        })
+    }
+}
+
+/// The query of [`Keystore::generation`]: one primary-key read and one row probe.
+const GENERATION_SQL: &str =
+    "SELECT generation, EXISTS (SELECT 1 FROM keks) FROM meta WHERE id = 1";
+
+/// Reads the result of [`GENERATION_SQL`]: `None` if the meta row is missing.
+fn generation_row(rows: &[Row]) -> Result<Option<(i64, bool)>, ::postgres::Error> {
+    rows.first()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .transpose()
+}
+
+impl Keystore for PgKeystore {
+    fn snapshot(&self) -> Result<Option<Snapshot>, Error> {
+        let (meta, keks, data_keys) = self.read(|client| {
+            // One snapshot for the generation and the rows.
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let meta = generation_row(&tx.query(GENERATION_SQL, &[])?)?;
+            let (keks, data_keys) = if matches!(meta, Some((_, true))) {
+                (
+                    tx.query(
+                        "SELECT id, wrapped, master_key_id, state, created_at, retired_at
+                         FROM keks ORDER BY created_at, seq",
+                        &[],
+                    )?,
+                    tx.query(
+                        "SELECT id, keyring, method, wrapped, kek_id, state,
+                                created_at, activated_at, retired_at, destroyed_at
+                         FROM data_keys ORDER BY created_at, seq",
+                        &[],
+                    )?,
+                )
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            tx.commit()?;
+            Ok((meta, keks, data_keys))
+        })?;
+        let (generation, initialised) =
+            meta.ok_or_else(|| self.corrupt("the meta row is missing".into()))?;
+        let Some(generation) = self.checked_generation(generation, initialised)? else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot {
+            generation,
+            keks: keks
+                .iter()
+                .map(|r| self.kek_from_row(r))
+                .collect::<Result<_, _>>()?,
+            data_keys: data_keys
+                .iter()
+                .map(|r| self.data_key_from_row(r))
+                .collect::<Result<_, _>>()?,
+        }))
+    }
+
+    fn generation(&self) -> Result<Option<u64>, Error> {
+        // `query_typed`: one round trip, no separate prepare.
+        let meta = self.read(|client| generation_row(&client.query_typed(GENERATION_SQL, &[])?))?;
+        let (generation, initialised) =
+            meta.ok_or_else(|| self.corrupt("the meta row is missing".into()))?;
+        self.checked_generation(generation, initialised)
+    }
+
+    fn initialize(&self, changes: &[Change]) -> Result<u64, Error> {
+        self.write(|tx| {
+            self.lock_meta(tx)?;
+            if self.has_kek(tx)? {
+                return Err(Error::AlreadyInitialized {
+                    location: self.location.clone(),
+                });
+            }
+            changes::apply_all(tx, self, changes)?;
+            if !self.has_kek(tx)? {
+                return Err(Error::Invalid(
+                    "initialising a keystore must add a KEK".into(),
+                ));
+            }
+            self.write_generation(tx, 1)?;
+            Ok(1)
+        })
+    }
+
+    fn commit(&self, expected_generation: u64, changes: &[Change]) -> Result<u64, Error> {
+        self.write(|tx| {
+            let stored = self.lock_meta(tx)?;
+            let initialised = self.has_kek(tx)?;
+            let found = self
+                .checked_generation(stored, initialised)?
+                .ok_or_else(|| Error::NotInitialized {
+                    location: self.location.clone(),
+                })?;
+            if found != expected_generation {
+                return Err(Error::Conflict {
+                    expected: expected_generation,
+                    found,
+                });
+            }
+            changes::apply_all(tx, self, changes)?;
+            let generation = found
+                .checked_add(1)
+                .ok_or_else(|| self.corrupt(format!("generation {found} overflows")))?;
+            self.write_generation(tx, generation)?;
+            Ok(generation)
+        })
+        .inspect(|_| {
+            if changes
+                .iter()
+                .any(|c| matches!(c, Change::DestroyDataKey { .. }))
+            {
+                self.vacuum();
+            }
+        })
+    }
+}
+
+/// A driver error as text (already scrubbed of the password).
+#[derive(Debug)]
+struct DriverError(String);
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for DriverError {}
+
+/// Whether `e` means the connection is gone or could not be made (rather than a statement
+/// failing): an I/O error, a closed connection, a timeout, or the server shutting down.
+fn is_connection_error(e: &::postgres::Error) -> bool {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        return code.code().starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code);
+    }
+    if e.is_closed() {
+        return true;
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    // `connect_timeout` expired; the driver gives no other sign of it.
+    e.to_string() == "timeout waiting for server"
+}
+
+/// `e` and its causes, one line (a server error with its SQLSTATE, detail and hint).
+fn chain(e: &::postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!("; {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The connection target of `config` without its password: `postgres://user@host:port/db`.
+fn describe(config: &Config) -> String {
+    use ::postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "postgres://{}@{}{}/{}",
+        config.get_user().unwrap_or_default(),
+        hosts.join(","),
+        if ports.is_empty() {
+            String::new()
+        } else {
+            format!(":{}", ports.join(","))
+        },
+        config.get_dbname().unwrap_or_default()
+    )
+}
+
+/// `url` with any password replaced by `***`: the password of a URL's user information
+/// (`postgres://user:password@host/db`), `password=` query parameters, and the `password`
+/// key of a `key=value` connection string (quoted or not).
+pub(crate) fn redact_password(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let mut out = url.to_owned();
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+        // Every `password=` parameter of the query.
+        let mut from = out.find('?').unwrap_or(out.len());
+        while let Some(i) = out[from..].find("password=") {
+            let start = from + i + "password=".len();
+            let preceded = out[..from + i].ends_with(['?', '&']);
+            let end = out[start..].find('&').map_or(out.len(), |j| start + j);
+            if preceded {
+                out.replace_range(start..end, "***");
+                from = start + 3;
+            } else {
+                from = start;
+            }
+        }
+        return out;
+    }
+    redact_key_value(url)
+}
+
+/// The `key=value` form: every `password = value` with its value (bare, or single-quoted
+/// with backslash escapes) replaced by `***`.
+fn redact_key_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    loop {
+        let Some(i) = rest.find("password") else {
+            out.push_str(rest);
+            return out;
+        };
+        let starts_word = rest[..i]
+            .chars()
+            .next_back()
+            .is_none_or(char::is_whitespace);
+        let after = &rest[i + "password".len()..];
+        let trimmed = after.trim_start();
+        match trimmed.strip_prefix('=') {
+            Some(value) if starts_word => {
+                let value = value.trim_start();
+                let consumed = rest.len() - value.len();
+                out.push_str(&rest[..consumed]);
+                out.push_str("***");
+                rest = &value[value_len(value)..];
+            }
+            _ => {
+                let consumed = i + "password".len();
+                out.push_str(&rest[..consumed]);
+                rest = &rest[consumed..];
+            }
+        }
+    }
+}
+
+/// The length of the value at the start of `s`: up to the closing quote of a quoted value,
+/// else up to the next white space.
+fn value_len(s: &str) -> usize {
+    let mut chars = s.char_indices();
+    if s.starts_with('\'') {
+        chars.next();
+        let mut escaped = false;
+        for (i, c) in chars {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '\'' => return i + 1,
+                _ => {}
+            }
+        }
+        return s.len();
+    }
+    s.find(char::is_whitespace).unwrap_or(s.len())
+}
+
+/// Converts a key id to its stored form, rejecting ids outside `1..2⁶³`.
+fn to_db_id(id: u64, what: &str) -> Result<i64, Error> {
+    match i64::try_from(id) {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(Error::Invalid(format!(
+            "{what} id {id} is out of range (ids are in 1..2^63)"
+        ))),
+    }
+}
+
+/// Converts a stored key id back, rejecting ids that could not have been stored.
+fn from_db_id(id: i64, location: &str) -> Result<u64, Error> {
+    match u64::try_from(id) {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(Error::Corrupt {
+            location: location.to_owned(),
+            what: format!("key id {id} is out of range"),
+        }),
+    }
+}

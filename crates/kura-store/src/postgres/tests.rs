@@ -1,0 +1,254 @@
+//! Unit tests of the PostgreSQL keystore's internals: password redaction, the schema and its
+//! migrations, and detection of corrupt data. The behaviour through the traits is in
+//! `tests/postgres.rs`.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kura_testkit::PgServer;
+
+use super::schema::{LATEST_VERSION, V1_FOR_TESTS};
+use super::{PgKeystore, redact_password};
+use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore};
+use crate::{ObjectChange, ObjectStore};
+
+static SERVER: LazyLock<Result<PgServer, String>> =
+    LazyLock::new(|| PgServer::start().map_err(|e| e.to_string()));
+
+/// A new database on the binary's one server: its URL and a raw client on it.
+fn database() -> (String, ::postgres::Client) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let server = match &*SERVER {
+        Ok(s) => s,
+        Err(e) => panic!("these tests need a PostgreSQL server: {e}"),
+    };
+    let name = format!("unit_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let url = server
+        .create_database(&name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    (url, client)
+}
+
+fn initialised() -> (PgKeystore, ::postgres::Client) {
+    let (url, client) = database();
+    let store = PgKeystore::connect(&url).unwrap();
+    store
+        .initialize(&[
+            Change::InsertKek(KekRecord {
+                id: 1,
+                wrapped: vec![1, 2, 3],
+                master_key_id: "mk".into(),
+                state: KekState::Active,
+                created_at: 100,
+                retired_at: None,
+            }),
+            Change::InsertDataKey(DataKeyRecord {
+                id: 10,
+                keyring: "default".into(),
+                method: "aes256-ctr".into(),
+                wrapped: vec![9; 8],
+                kek_id: 1,
+                state: DataKeyState::Active,
+                created_at: 100,
+                activated_at: Some(100),
+                retired_at: None,
+                destroyed_at: None,
+            }),
+        ])
+        .unwrap();
+    (store, client)
+}
+
+#[test]
+fn passwords_are_redacted_in_every_form() {
+    let cases = [
+        ("postgres://u:pw@h/db", "postgres://u:***@h/db"),
+        ("postgres://u:p:w@h:5432/db", "postgres://u:***@h:5432/db"),
+        ("postgres://u@h/db", "postgres://u@h/db"),
+        ("postgres://h/db?user=u", "postgres://h/db?user=u"),
+        (
+            "postgresql://u@h/db?sslmode=disable&password=pw&x=1",
+            "postgresql://u@h/db?sslmode=disable&password=***&x=1",
+        ),
+        (
+            "postgres://u@h/db?password=a&password=b",
+            "postgres://u@h/db?password=***&password=***",
+        ),
+        (
+            "postgres://u@h/db?xpassword=a",
+            "postgres://u@h/db?xpassword=a",
+        ),
+        (
+            "host=h password=pw dbname=d",
+            "host=h password=*** dbname=d",
+        ),
+        (
+            "host=h password = pw dbname=d",
+            "host=h password = *** dbname=d",
+        ),
+        (
+            r"host=h password='p w\' x' dbname=d",
+            "host=h password=*** dbname=d",
+        ),
+        ("password=pw", "password=***"),
+        ("host=h mypassword=x", "host=h mypassword=x"),
+        ("host=h", "host=h"),
+    ];
+    for (url, redacted) in cases {
+        assert_eq!(redact_password(url), redacted, "{url}");
+    }
+}
+
+#[test]
+fn schema_objects_and_version() {
+    let (url, mut c) = database();
+    let store = PgKeystore::connect(&url).unwrap();
+    let names: Vec<String> = c
+        .query(
+            "SELECT relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "data_keys",
+            "data_keys_kek_id",
+            "data_keys_one_active_per_keyring",
+            "data_keys_pkey",
+            "data_keys_seq_key",
+            "keks",
+            "keks_one_active",
+            "keks_pkey",
+            "keks_seq_key",
+            "kura_schema_version",
+            "kura_schema_version_pkey",
+            "meta",
+            "meta_pkey",
+            "objects",
+            "objects_pkey",
+        ]
+    );
+    let version: i64 = c
+        .query_one("SELECT version FROM kura_schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, LATEST_VERSION);
+    // Connecting again changes nothing.
+    drop(store);
+    let store = PgKeystore::connect(&url).unwrap();
+    assert_eq!(store.generation().unwrap(), None);
+}
+
+#[test]
+fn schema_rejects_bad_states_and_destroyed_material() {
+    let (_store, mut c) = initialised();
+    assert!(c.execute("UPDATE keks SET state = 'bogus'", &[]).is_err());
+    assert!(
+        c.execute("UPDATE data_keys SET state = 'bogus'", &[])
+            .is_err()
+    );
+    assert!(
+        c.execute("UPDATE data_keys SET state = 'destroyed'", &[])
+            .is_err(),
+        "a destroyed key must have an empty blob"
+    );
+    assert!(
+        c.execute("INSERT INTO meta (id, generation) VALUES (2, 0)", &[])
+            .is_err(),
+        "meta has a single row"
+    );
+}
+
+#[test]
+fn a_version_1_keystore_is_upgraded_in_place() {
+    let (url, mut c) = database();
+    c.batch_execute(V1_FOR_TESTS).unwrap();
+    c.batch_execute(super::schema::VERSION_TABLE).unwrap();
+    c.execute("INSERT INTO kura_schema_version VALUES (1, 1)", &[])
+        .unwrap();
+    let store = PgKeystore::connect(&url).unwrap();
+    store
+        .apply(&[ObjectChange::Create {
+            kind: "k".into(),
+            id: "a".into(),
+            doc: "{}".into(),
+            blob: Vec::new(),
+        }])
+        .unwrap();
+    assert_eq!(store.objects_generation().unwrap(), 1);
+    let version: i64 = c
+        .query_one("SELECT version FROM kura_schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, LATEST_VERSION);
+}
+
+#[test]
+fn negative_schema_version_is_corrupt() {
+    let (url, mut c) = database();
+    c.batch_execute(super::schema::VERSION_TABLE).unwrap();
+    c.execute("INSERT INTO kura_schema_version VALUES (1, -3)", &[])
+        .unwrap();
+    assert!(matches!(
+        PgKeystore::connect(&url),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn unknown_stored_state_is_corrupt() {
+    let (store, mut c) = initialised();
+    c.batch_execute(
+        "ALTER TABLE data_keys DROP CONSTRAINT data_keys_state_check;
+         UPDATE data_keys SET state = 'bogus'",
+    )
+    .unwrap();
+    match store.snapshot() {
+        Err(Error::Corrupt { what, .. }) => assert!(what.contains("bogus"), "{what}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_meta_row_is_corrupt() {
+    let (store, mut c) = initialised();
+    c.execute("DELETE FROM meta", &[]).unwrap();
+    assert!(matches!(store.generation(), Err(Error::Corrupt { .. })));
+    assert!(matches!(store.snapshot(), Err(Error::Corrupt { .. })));
+    assert!(matches!(store.commit(1, &[]), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        store.objects_generation(),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn destroyed_material_is_gone_from_the_row() {
+    let (store, mut c) = initialised();
+    store
+        .commit(1, &[Change::DestroyDataKey { id: 10, at: 5 }])
+        .unwrap();
+    let len: i32 = c
+        .query_one(
+            "SELECT octet_length(wrapped) FROM data_keys WHERE id = 10",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(len, 0);
+}
+
+#[test]
+fn debug_shows_the_location_only() {
+    let (url, _c) = database();
+    let store = PgKeystore::connect(&url).unwrap();
+    assert_eq!(store.location(), url);
+    let debug = format!("{store:?}");
+    assert!(debug.contains(&url), "{debug}");
+}
