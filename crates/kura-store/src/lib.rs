@@ -8,7 +8,12 @@
 //!   batch of [`Change`]s applied in one transaction, guarded by a generation number so
 //!   that two processes rotating at once cannot both win ([`Error::Conflict`]).
 //! - [`SqliteKeystore`]: the embedded default (WAL, `synchronous=FULL`, schema versioned
-//!   with `user_version`). PostgreSQL implements the same trait for clusters.
+//!   with `user_version`).
+//! - [`PgKeystore`]: the same schema and the same rules in a PostgreSQL database that the
+//!   nodes of a cluster share; writes serialise on a row lock, and a node notices other
+//!   nodes' changes by polling [`Keystore::generation`] and
+//!   [`ObjectStore::objects_generation`]. An unreachable database fails calls with an error
+//!   naming the URL (password hidden); the next call reconnects.
 //!
 //! - [`Store`]: both together, plus [`Store::export`] and [`Store::replace_all`], the
 //!   one-transaction reads and writes of `kura backup` and `kura restore`.
@@ -25,11 +30,13 @@ pub mod atomic;
 mod error;
 mod model;
 mod objects;
+mod postgres;
 mod sqlite;
 
 pub use error::Error;
 pub use model::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Snapshot};
 pub use objects::{NODE_KIND, Object, ObjectChange, ObjectStore};
+pub use postgres::PgKeystore;
 pub use sqlite::SqliteKeystore;
 
 /// A keystore that also holds the services' objects (what `kura server` needs), with the

@@ -29,6 +29,7 @@
 
 mod changes;
 mod objects;
+mod replace;
 mod schema;
 #[cfg(test)]
 mod tests;
