@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use kura_testkit::PgServer;
 
+use super::PgKeystore;
 use super::schema::{LATEST_VERSION, V1_FOR_TESTS};
-use super::{PgKeystore, redact_password};
+use super::url::redact_password;
 use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore};
 use crate::{ObjectChange, ObjectStore};
 

@@ -1,10 +1,12 @@
-//! The conformance suite: what every keystore backend must do, through the `Keystore` and
-//! `ObjectStore` traits alone (round trips, ordering, the generation guard, the one-active-key
-//! invariants, rollback, the messages of rejected changes, objects). Each test body takes a
-//! [`Backend`]; [`conformance_tests!`] makes one `#[test]` per body for a backend.
+//! The conformance suite: what every keystore backend must do, through the `Keystore`,
+//! `ObjectStore` and `Store` traits alone (round trips, ordering, the generation guard, the
+//! one-active-key invariants, rollback, the messages of rejected changes, objects, export and
+//! replacement). Each test body takes a [`Backend`]; [`conformance_tests!`] makes one
+//! `#[test]` per body for a backend.
 
 mod objects;
 mod rejected;
+mod replace;
 
 use kura_store::{
     Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore, PgKeystore,
@@ -15,6 +17,7 @@ use super::{Backend, DATA_KEY_ID, Fixture, KEK_ID, data_key, kek};
 
 pub(crate) use objects::*;
 pub(crate) use rejected::*;
+pub(crate) use replace::*;
 
 /// One `#[test]` per conformance test, running it against `$backend`.
 macro_rules! conformance_tests {
@@ -44,6 +47,9 @@ macro_rules! conformance_tests {
             objects_list_by_prefix_and_page,
             objects_update_of_a_missing_object_is_invalid,
             objects_two_handles_conflict_on_one_version,
+            replace_into_an_empty_keystore_and_back_out,
+            replace_replaces_everything_but_nodes_at_the_expected_generation,
+            replace_a_failed_replacement_changes_nothing,
         );
     };
     (@each $backend:expr; $($name:ident),* $(,)?) => {
