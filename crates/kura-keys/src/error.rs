@@ -141,4 +141,83 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A PKCS#11 module cannot be loaded or initialised.
+    #[error(
+        "cannot load the PKCS#11 module {} (module in {origin}): {detail}; set module to the HSM vendor's \
+         PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)",
+        module.display()
+    )]
+    Pkcs11Module {
+        /// The library.
+        module: PathBuf,
+        /// Which setting named it.
+        origin: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// No token has the configured label.
+    #[error(
+        "no PKCS#11 token labelled {token:?} in {}; tokens present: {present}; fix token-label in {origin}, \
+         or initialise the token (SoftHSM2: softhsm2-util --init-token --free --label {token:?})",
+        module.display()
+    )]
+    Pkcs11TokenMissing {
+        /// The label looked for.
+        token: String,
+        /// The module searched.
+        module: PathBuf,
+        /// Which setting named it.
+        origin: String,
+        /// The labels present, quoted and comma-separated, or "none".
+        present: String,
+    },
+    /// The variable that should hold the token's PIN is not set.
+    #[error(
+        "the PKCS#11 user PIN is read from the environment variable {variable} (pin-env in {origin}), \
+         which is not set; set {variable} to the token's user PIN"
+    )]
+    Pkcs11PinUnset {
+        /// The variable.
+        variable: String,
+        /// Which setting named it.
+        origin: String,
+    },
+    /// The token refused the PIN.
+    #[error(
+        "the token refused the user PIN in {variable} (PKCS#11 token {token:?}, CKR_PIN_INCORRECT): \
+         set {variable} to the token's user PIN; repeated wrong PINs may lock it"
+    )]
+    Pkcs11PinIncorrect {
+        /// The token.
+        token: String,
+        /// The variable holding the PIN.
+        variable: String,
+    },
+    /// The user PIN is locked after too many wrong attempts.
+    #[error(
+        "the user PIN of PKCS#11 token {token:?} is locked after too many wrong PINs (CKR_PIN_LOCKED): \
+         have the token's security officer reset it, then set the new PIN"
+    )]
+    Pkcs11PinLocked {
+        /// The token.
+        token: String,
+    },
+    /// The key is missing, ambiguous or unsuitable.
+    #[error("PKCS#11 key {key:?} in token {token:?}: {detail}")]
+    Pkcs11Key {
+        /// The token.
+        token: String,
+        /// The key label.
+        key: String,
+        /// What is wrong and what to do.
+        detail: String,
+    },
+    /// A PKCS#11 call failed (the HSM, its connection, or the module).
+    #[error("PKCS#11 {operation} failed: {detail}; check that the HSM is reachable and healthy")]
+    Pkcs11 {
+        /// The function.
+        operation: &'static str,
+        /// The return value's name or the error.
+        detail: String,
+    },
 }

@@ -17,6 +17,10 @@ use zeroize::Zeroizing;
 use crate::Error;
 use crate::config::{ENV_MASTER_KEY_ENV, ENV_MASTER_KEY_FILE, MasterKeySpec};
 
+pub mod pkcs11;
+
+pub use pkcs11::Pkcs11MasterKey;
+
 /// A master key: wraps and unwraps KEKs.
 pub trait MasterKey: Send + Sync {
     /// A stable, non-secret identifier stored with each KEK it wraps (for local keys a
@@ -162,12 +166,7 @@ pub fn load(spec: Option<&MasterKeySpec>) -> Result<Arc<dyn MasterKey>, Error> {
                 k.key_id, k.origin
             )));
         }
-        Some(MasterKeySpec::Pkcs11(p)) => {
-            return Err(Error::Config(format!(
-                "master key {} in token {} ({}): PKCS#11 master keys are not available in this build",
-                p.key_label, p.token_label, p.origin
-            )));
-        }
+        Some(MasterKeySpec::Pkcs11(p)) => Arc::new(pkcs11::Pkcs11MasterKey::open(p)?),
         local => Arc::new(load_local(local)?),
     })
 }
