@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Initialising and opening keystores, and ciphertexts that name keys the keystore does
-//! not hold.
+//! not hold; on SQLite and PostgreSQL.
 
 mod common;
 
@@ -8,9 +8,8 @@ use common::*;
 use kura_format::{envelope, stream};
 use kura_keys::{Error, Keyring};
 
-#[test]
-fn init_twice_is_refused() {
-    let (env, m, k) = Env::initialised();
+fn init_twice_is_refused(b: Backend) {
+    let (env, m, k) = Env::initialised_on(b);
     let active = k.active_data_key_id();
     let sealed = seal(&k, &no_ctx(), b"kept");
     let st = k.status();
@@ -29,7 +28,7 @@ fn init_twice_is_refused() {
             matches!(
                 e,
                 Error::Store(kura_store::Error::AlreadyInitialized { ref location })
-                    if location.contains("keystore.db")
+                    if location.contains(env.location_word())
             ),
             "{e:?}"
         );
@@ -42,9 +41,8 @@ fn init_twice_is_refused() {
     assert_eq!(open(&k, &no_ctx(), &sealed).unwrap(), b"kept");
 }
 
-#[test]
-fn open_on_an_empty_keystore_is_not_initialized() {
-    let env = Env::new();
+fn open_on_an_empty_keystore_is_not_initialized(b: Backend) {
+    let env = Env::on(b);
     let m = Master::generate("m");
     for _ in 0..2 {
         let e = env.try_open(&m, None).err().unwrap();
@@ -59,9 +57,8 @@ fn open_on_an_empty_keystore_is_not_initialized() {
     assert_eq!(only_active(&k), k.active_data_key_id());
 }
 
-#[test]
-fn unknown_data_key_id_in_an_envelope() {
-    let (_env, m, k) = Env::initialised();
+fn unknown_data_key_id_in_an_envelope(b: Backend) {
+    let (_env, m, k) = Env::initialised_on(b);
     let mut sealed = seal(&k, &ctx(), b"record");
     let real = envelope_key_id(&sealed);
     let unknown = real ^ 0x0102_0304_0506_0708;
@@ -87,7 +84,7 @@ fn unknown_data_key_id_in_an_envelope() {
     assert_eq!(open(&k, &ctx(), &sealed).unwrap(), b"record");
 
     // An envelope from another keystore names a key this one never had.
-    let env2 = Env::new();
+    let env2 = Env::on(b);
     let k2 = env2.init(&m);
     let foreign = seal(&k2, &ctx(), b"elsewhere");
     let id = envelope_key_id(&foreign);
@@ -104,9 +101,8 @@ fn unknown_data_key_id_in_an_envelope() {
     ));
 }
 
-#[test]
-fn unknown_data_key_id_in_a_stream() {
-    let (_env, _m, k) = Env::initialised();
+fn unknown_data_key_id_in_a_stream(b: Backend) {
+    let (_env, _m, k) = Env::initialised_on(b);
     let mut ct = seal_stream(&k, &no_ctx(), b"streamed data");
     let real = stream_key_id(&ct);
     let unknown = real.wrapping_add(1);
@@ -121,10 +117,9 @@ fn unknown_data_key_id_in_a_stream() {
     assert!(open_stream(&k, &no_ctx(), &ct[..stream::HEADER_LEN - 1]).is_err());
 }
 
-#[test]
-fn keyring_survives_reopen_with_many_handles() {
+fn keyring_survives_reopen_with_many_handles(b: Backend) {
     // Opening does not write: a keystore opened many times keeps its generation.
-    let env = Env::new();
+    let env = Env::on(b);
     let m = Master::generate("m");
     drop(env.init(&m));
     for _ in 0..5 {
@@ -133,3 +128,11 @@ fn keyring_survives_reopen_with_many_handles() {
         assert!(!k.refresh().unwrap());
     }
 }
+
+both_backends!(
+    init_twice_is_refused,
+    open_on_an_empty_keystore_is_not_initialized,
+    unknown_data_key_id_in_an_envelope,
+    unknown_data_key_id_in_a_stream,
+    keyring_survives_reopen_with_many_handles,
+);

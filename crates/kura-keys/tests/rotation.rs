@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Rotation at every level: data written before a rotation still decrypts, data written
-//! after it is sealed under the right key, and the key states the keystore records.
+//! after it is sealed under the right key, and the key states the keystore records. The
+//! tests of the keystore's part run on SQLite and PostgreSQL.
 
 mod common;
 
@@ -83,8 +84,8 @@ enum Rotation {
     MasterKey,
 }
 
-fn data_written_before_rotation_still_decrypts(kind: Rotation) {
-    let env = Env::new();
+fn data_written_before_rotation_still_decrypts(b: Backend, kind: Rotation) {
+    let env = Env::on(b);
     let m1 = Master::generate("m1");
     let m2 = Master::generate("m2");
     let k = env.init(&m1);
@@ -148,24 +149,20 @@ fn data_written_before_rotation_still_decrypts(kind: Rotation) {
     }
 }
 
-#[test]
-fn data_key_rotation_keeps_old_data_readable() {
-    data_written_before_rotation_still_decrypts(Rotation::DataKey);
+fn data_key_rotation_keeps_old_data_readable(b: Backend) {
+    data_written_before_rotation_still_decrypts(b, Rotation::DataKey);
 }
 
-#[test]
-fn kek_rotation_keeps_old_data_readable() {
-    data_written_before_rotation_still_decrypts(Rotation::Kek);
+fn kek_rotation_keeps_old_data_readable(b: Backend) {
+    data_written_before_rotation_still_decrypts(b, Rotation::Kek);
 }
 
-#[test]
-fn master_key_rotation_keeps_old_data_readable() {
-    data_written_before_rotation_still_decrypts(Rotation::MasterKey);
+fn master_key_rotation_keeps_old_data_readable(b: Backend) {
+    data_written_before_rotation_still_decrypts(b, Rotation::MasterKey);
 }
 
-#[test]
-fn every_rotation_in_turn_then_reopen() {
-    let env = Env::new();
+fn every_rotation_in_turn_then_reopen(b: Backend) {
+    let env = Env::on(b);
     let masters: Vec<Master> = (0..3).map(|i| Master::generate(&format!("m{i}"))).collect();
     let k = env.init(&masters[0]);
     let mut epochs = vec![seal_all(&k, 0)];
@@ -200,9 +197,8 @@ fn every_rotation_in_turn_then_reopen() {
     }
 }
 
-#[test]
-fn data_key_rotation_states() {
-    let (env, m, k) = Env::initialised();
+fn data_key_rotation_states(b: Backend) {
+    let (env, m, k) = Env::initialised_on(b);
     let first = only_active(&k);
     let old_env = seal(&k, &ctx(), b"under the first key");
     let old_stream = seal_stream(&k, &no_ctx(), b"stream under the first key");
@@ -270,9 +266,8 @@ fn data_key_rotation_states() {
     ));
 }
 
-#[test]
-fn kek_rotation_keeps_data_keys() {
-    let (env, m, k) = Env::initialised();
+fn kek_rotation_keeps_data_keys(b: Backend) {
+    let (env, m, k) = Env::initialised_on(b);
     k.rotate_data_key().unwrap();
     env.clock.advance(HOUR);
     k.rotate_data_key().unwrap();
@@ -314,9 +309,8 @@ fn kek_rotation_keeps_data_keys() {
     );
 }
 
-#[test]
-fn automatic_rotation_by_age() {
-    let env = Env::new();
+fn automatic_rotation_by_age(b: Backend) {
+    let env = Env::on(b);
     let m = Master::generate("m");
     let k = env.init_with(&m, settings(HOUR));
     let first = seal(&k, &ctx(), b"first");
@@ -487,9 +481,8 @@ fn the_background_rotator_rotates_when_due_and_survives_failures() {
     );
 }
 
-#[test]
-fn a_running_process_goes_on_across_an_online_master_key_rotation() {
-    let env = Env::new();
+fn a_running_process_goes_on_across_an_online_master_key_rotation(b: Backend) {
+    let env = Env::on(b);
     let m1 = Master::generate("m1");
     let m2 = Master::generate("m2");
     let running = env.init(&m1);
@@ -513,3 +506,14 @@ fn a_running_process_goes_on_across_an_online_master_key_rotation() {
     assert_eq!(open(&restarted, &ctx(), &after).unwrap(), b"sealed after");
     assert_eq!(open(&restarted, &ctx(), &before).unwrap(), b"sealed before");
 }
+
+both_backends!(
+    data_key_rotation_keeps_old_data_readable,
+    kek_rotation_keeps_old_data_readable,
+    master_key_rotation_keeps_old_data_readable,
+    every_rotation_in_turn_then_reopen,
+    data_key_rotation_states,
+    kek_rotation_keeps_data_keys,
+    automatic_rotation_by_age,
+    a_running_process_goes_on_across_an_online_master_key_rotation,
+);

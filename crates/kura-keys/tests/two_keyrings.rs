@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Two keyrings on one keystore file (as two processes would have): each sees the other's
-//! rotations, and racing rotations never leave two active keys.
+//! Two keyrings on one keystore (as two processes or cluster nodes would have), on SQLite and
+//! PostgreSQL: each sees the other's rotations, and racing rotations never leave two active
+//! keys.
 
 mod common;
 
@@ -11,9 +12,8 @@ use common::*;
 use kura_keys::{Error, Keyring};
 use kura_store::{DataKeyState, KekState};
 
-#[test]
-fn keyring_b_reads_what_keyring_a_sealed_after_rotating() {
-    let (env, m, a) = Env::initialised();
+fn keyring_b_reads_what_keyring_a_sealed_after_rotating(b: Backend) {
+    let (env, m, a) = Env::initialised_on(b);
     let b = env.open(&m);
     let id1 = a.active_data_key_id();
     assert_eq!(b.active_data_key_id(), id1);
@@ -88,11 +88,10 @@ fn check_one_active(env: &Env, m: &Master) -> Keyring {
     fresh
 }
 
-#[test]
-fn concurrent_rotations_never_make_two_active_keys() {
+fn concurrent_rotations_never_make_two_active_keys(b: Backend) {
     const THREADS: usize = 4;
     const ROUNDS: usize = 12;
-    let env = Env::new();
+    let env = Env::on(b);
     let m = Arc::new(Master::generate("m"));
     drop(env.init(&m));
     let barrier = Arc::new(Barrier::new(THREADS));
@@ -145,11 +144,10 @@ fn concurrent_rotations_never_make_two_active_keys() {
     }
 }
 
-#[test]
-fn concurrent_automatic_rotation_rotates_once() {
+fn concurrent_automatic_rotation_rotates_once(b: Backend) {
     // Many keyrings find the key due at the same moment: exactly one rotation happens.
     const THREADS: usize = 6;
-    let env = Env::new();
+    let env = Env::on(b);
     let m = Arc::new(Master::generate("m"));
     let first = env.init_with(&m, settings(HOUR)).active_data_key_id();
     let keyrings: Vec<Keyring> = (0..THREADS)
@@ -175,3 +173,9 @@ fn concurrent_automatic_rotation_rotates_once() {
     assert_eq!(fresh.status().data_keys.len(), 2);
     assert_eq!(data_keys_in(&fresh, "decrypt-only"), vec![first]);
 }
+
+both_backends!(
+    keyring_b_reads_what_keyring_a_sealed_after_rotating,
+    concurrent_rotations_never_make_two_active_keys,
+    concurrent_automatic_rotation_rotates_once,
+);

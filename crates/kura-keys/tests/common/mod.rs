@@ -1,7 +1,12 @@
-//! Helpers shared by the integration tests: a keystore in a temporary directory, master
-//! keys, a manual clock, and sealing/opening records and streams through a keyring.
+//! Helpers shared by the integration tests: a keystore in a temporary directory (SQLite) or
+//! a database of its own (PostgreSQL, [`Backend`]), master keys, a manual clock, and
+//! sealing/opening records and streams through a keyring.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub(crate) mod backend;
+
+pub(crate) use backend::{Backend, both_backends};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use kura_format::{EncryptionContext, envelope, stream};
 use kura_keys::clock::{Clock, ManualClock};
 use kura_keys::config::Method;
 use kura_keys::{Error, Keyring, KeyringSettings, LocalMasterKey, MasterKey, OpenReport};
-use kura_store::{Keystore, SqliteKeystore};
+use kura_store::{Keystore, PgKeystore, SqliteKeystore};
 use tempfile::TempDir;
 
 /// The start of every manual clock (2023-11-14T22:13:20Z).
@@ -46,36 +51,62 @@ impl Master {
     }
 }
 
-/// A keystore file in a temporary directory, and a manual clock.
+/// A keystore (a file in a temporary directory, or a PostgreSQL database), and a manual
+/// clock.
 pub(crate) struct Env {
     pub(crate) dir: TempDir,
     pub(crate) clock: Arc<ManualClock>,
+    /// The PostgreSQL database's name and URL, if the keystore is there.
+    database: Option<(String, String)>,
 }
 
 impl Env {
+    /// A SQLite keystore.
     pub(crate) fn new() -> Self {
+        Self::on(Backend::Sqlite)
+    }
+
+    /// A new, empty keystore on `backend`.
+    pub(crate) fn on(backend: Backend) -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
             clock: Arc::new(ManualClock::new(T0)),
+            database: (backend == Backend::Postgres).then(backend::new_database),
         }
     }
 
-    /// A new keystore initialised with a new master key `m` (rotation period [`LONG`]),
-    /// with the master key and the keyring.
+    /// A new SQLite keystore initialised with a new master key `m` (rotation period
+    /// [`LONG`]), with the master key and the keyring.
     pub(crate) fn initialised() -> (Self, Master, Keyring) {
-        let env = Self::new();
+        Self::initialised_on(Backend::Sqlite)
+    }
+
+    /// [`Env::initialised`] on `backend`.
+    pub(crate) fn initialised_on(backend: Backend) -> (Self, Master, Keyring) {
+        let env = Self::on(backend);
         let m = Master::generate("m");
         let k = env.init(&m);
         (env, m, k)
+    }
+
+    /// A word the keystore's location (in errors) contains: the file name or the database
+    /// name.
+    pub(crate) fn location_word(&self) -> &str {
+        self.database
+            .as_ref()
+            .map_or("keystore.db", |(name, _)| name.as_str())
     }
 
     pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().join("keystore.db")
     }
 
-    /// A new handle on the keystore file (as another process would have).
+    /// A new handle on the keystore (as another process would have).
     pub(crate) fn store(&self) -> Arc<dyn Keystore> {
-        store_at(&self.path())
+        match &self.database {
+            Some((_, url)) => Arc::new(PgKeystore::connect(url).unwrap()),
+            None => store_at(&self.path()),
+        }
     }
 
     pub(crate) fn clock(&self) -> Arc<dyn Clock> {
@@ -120,8 +151,9 @@ impl Env {
         )
     }
 
-    /// A raw SQLite connection on the keystore file, for tampering.
+    /// A raw SQLite connection on the keystore file, for tampering (SQLite only).
     pub(crate) fn sql(&self) -> rusqlite::Connection {
+        assert!(self.database.is_none(), "tampering is for SQLite keystores");
         rusqlite::Connection::open(self.path()).unwrap()
     }
 
