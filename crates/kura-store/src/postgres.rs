@@ -47,6 +47,19 @@ use ::postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore, Snapshot};
 use url::{describe, redact_password};
 
+impl Drop for PgKeystore {
+    /// Closing a connection runs its runtime too: the idle ones are closed off any runtime
+    /// the dropping thread may be running.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut *self.lock_idle());
+        if !idle.is_empty() {
+            std::thread::scope(|s| {
+                let _closed = std::thread::Builder::new().spawn_scoped(s, move || drop(idle));
+            });
+        }
+    }
+}
+
 /// TCP keepalive settings (unless the URL sets them): a peer gone silent is noticed within
 /// about half a minute rather than the system's two hours.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
@@ -138,10 +151,37 @@ impl PgKeystore {
             password,
             idle: Mutex::new(Vec::new()),
         };
-        let mut client = store.new_client()?;
-        schema::prepare(&mut client, &store)?;
-        store.release(client, false);
+        store.off_runtime(|| {
+            let mut client = store.new_client()?;
+            schema::prepare(&mut client, &store)?;
+            store.release(client, false);
+            Ok(())
+        })?;
         Ok(store)
+    }
+
+    /// Runs `f` on a short-lived thread of its own and waits for it. The `postgres` client
+    /// drives each connection with a small async runtime of its own, which must not be
+    /// entered from a thread that is running an async runtime already (an async worker of
+    /// the KMS server answering from its caches, a library user's async code): a scoped
+    /// thread is outside any runtime whatever the caller's thread is. It costs a thread
+    /// start (tens of microseconds), small beside a round trip to the database.
+    fn off_runtime<T: Send>(
+        &self,
+        f: impl FnOnce() -> Result<T, Error> + Send,
+    ) -> Result<T, Error> {
+        std::thread::scope(|s| {
+            match std::thread::Builder::new()
+                .name("kura-pg".into())
+                .spawn_scoped(s, f)
+            {
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    Err(self.database_error("a keystore call panicked".into()))
+                }),
+                Err(e) => Err(self
+                    .database_error(format!("cannot start a thread for the database call: {e}"))),
+            }
+        })
     }
 
     /// The database URL with any password replaced by `***` (what errors show).
@@ -212,7 +252,15 @@ impl PgKeystore {
     /// Runs `f`, a read (one statement, or a read-only transaction of its own), on a pooled
     /// connection. A read changes nothing, so a connection found dead is replaced and `f`
     /// run again, once.
-    fn read<T>(
+    fn read<T: Send>(
+        &self,
+        f: impl FnMut(&mut Client) -> Result<T, ::postgres::Error> + Send,
+    ) -> Result<T, Error> {
+        self.off_runtime(|| self.read_here(f))
+    }
+
+    /// [`PgKeystore::read`] on the calling thread.
+    fn read_here<T>(
         &self,
         mut f: impl FnMut(&mut Client) -> Result<T, ::postgres::Error>,
     ) -> Result<T, Error> {
@@ -234,7 +282,15 @@ impl PgKeystore {
     /// lock the `meta` row first ([`PgKeystore::lock_meta`]). If `BEGIN` finds a pooled
     /// connection dead, the call is retried once on a new one; a connection lost later fails
     /// the call (the commit's outcome is then unknown).
-    fn write<T>(
+    fn write<T: Send>(
+        &self,
+        f: impl FnMut(&mut Transaction<'_>) -> Result<T, Error> + Send,
+    ) -> Result<T, Error> {
+        self.off_runtime(|| self.write_here(f))
+    }
+
+    /// [`PgKeystore::write`] on the calling thread.
+    fn write_here<T>(
         &self,
         mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {

@@ -396,3 +396,35 @@ fn postgres_stopped_then_started_again_the_same_store_works_again() {
     assert_eq!(store.commit(2, &[]).unwrap(), 3);
     assert_eq!(store.generation().unwrap(), Some(3));
 }
+
+/// The KMS server answers cryptographic requests on its async workers, where a keystore
+/// call (a cache miss, the once-a-second change check) must not panic: the synchronous
+/// client cannot start its runtime inside another one, so every call runs off the caller's
+/// thread.
+#[test]
+fn calls_from_inside_an_async_runtime_work() {
+    let url = new_database();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt.block_on(async { Arc::new(PgKeystore::connect(&url).unwrap()) });
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            rt.spawn(async move {
+                for _ in 0..5 {
+                    assert_eq!(store.generation().unwrap(), None);
+                    store.objects_generation().unwrap();
+                    assert!(store.get("k", &i.to_string()).unwrap().is_none());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        rt.block_on(t).unwrap();
+    }
+    // Dropped inside the runtime too (its idle connections are closed).
+    rt.block_on(async move { drop(store) });
+}
