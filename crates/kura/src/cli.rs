@@ -111,8 +111,8 @@ pub enum Command {
     /// Files under a data root encrypted transparently (kura-fs): put, get, mv, rm, ls,
     /// dump, and reencrypt after a rotation or a change of method.
     Fs(FsArgs),
-    /// Back up the keystore to a file: only wrapped keys (every KEK and data key) and the
-    /// KMS server's objects; restoring needs the same master key.
+    /// Back up the keystore to a file or to S3: only wrapped keys (every KEK and data key)
+    /// and the KMS server's objects; restoring needs the same master key.
     Backup(BackupArgs),
     /// Restore a backup into an empty keystore: data keys come back decrypt-only under a
     /// new KEK, and every keyring gets a new active data key.
@@ -443,22 +443,58 @@ pub struct ReencryptArgs {
 /// `kura backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Where to write the backup (a new file, mode 0600).
-    #[arg(long, value_name = "FILE")]
+    /// Where to write the backup: a new file (mode 0600), or an S3 object
+    /// (s3://BUCKET/KEY).
+    #[arg(long, value_name = "FILE|s3://BUCKET/KEY")]
     pub out: String,
-    /// Replace the file if it exists.
+    /// Replace the file or the S3 object if it exists.
     #[arg(long)]
     pub force: bool,
+    /// S3 server-side encryption of the uploaded backup.
+    #[arg(long = "s3-sse", value_enum, value_name = "ALGORITHM")]
+    pub s3_sse: Option<S3Sse>,
+    /// The KMS key (id, ARN or alias) for --s3-sse aws:kms; without it S3 uses the
+    /// account's default key.
+    #[arg(long = "s3-sse-kms-key-id", value_name = "ID")]
+    pub s3_sse_kms_key_id: Option<String>,
+    /// S3 connection options.
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// `kura restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// The backup to restore.
-    #[arg(value_name = "FILE")]
+    /// The backup to restore: a file, or an S3 object (s3://BUCKET/KEY).
+    #[arg(value_name = "FILE|s3://BUCKET/KEY")]
     pub from: String,
     /// Replace an initialised keystore; its contents are first backed up to a file in the
     /// data directory, whose path is printed.
     #[arg(long)]
     pub force: bool,
+    /// S3 connection options.
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Where S3 is, for s3:// backup locations. Credentials come from the standard AWS chain.
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// An S3-compatible endpoint (http(s)://host:port), addressed path-style.
+    #[arg(long = "s3-endpoint", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The bucket's region [default: AWS_REGION, else AWS_DEFAULT_REGION].
+    #[arg(long = "s3-region", value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+/// S3 server-side encryption (`x-amz-server-side-encryption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum S3Sse {
+    /// SSE-KMS: encrypted under a KMS key (--s3-sse-kms-key-id, or the default key).
+    #[value(name = "aws:kms")]
+    AwsKms,
+    /// SSE-S3: encrypted under keys S3 manages.
+    #[value(name = "AES256")]
+    Aes256,
 }

@@ -12,23 +12,49 @@ use kura_keys::clock::{Clock, SystemClock};
 use kura_store::atomic::AtomicFile;
 use serde::Serialize;
 
-use crate::cli::{BackupArgs, Cli, RestoreArgs};
+use crate::cli::{BackupArgs, Cli, RestoreArgs, S3Args, S3Sse};
 use crate::env;
 use crate::output::emit;
+use s3::{S3, S3Location, Sse};
+
+mod s3;
 
 /// Where a backup is written to or read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Location {
     /// A local file.
     File(PathBuf),
+    /// An S3 object.
+    S3(S3Location),
 }
 
 impl Location {
     fn parse(s: &str) -> Result<Self> {
         if s.is_empty() {
-            bail!("the backup location is empty; give a file path");
+            bail!("the backup location is empty; give a file path or s3://BUCKET/KEY");
         }
-        Ok(Self::File(PathBuf::from(s)))
+        match s.strip_prefix("s3://") {
+            Some(rest) => Ok(Self::S3(S3Location::parse(rest)?)),
+            None => Ok(Self::File(PathBuf::from(s))),
+        }
+    }
+
+    /// Refuses S3 options for a file.
+    fn check_options(&self, a: &S3Args, sse: bool) -> Result<()> {
+        if let Self::File(p) = self {
+            let given = [
+                (a.endpoint.is_some(), "--s3-endpoint"),
+                (a.region.is_some(), "--s3-region"),
+                (sse, "--s3-sse and --s3-sse-kms-key-id"),
+            ];
+            if let Some((_, flag)) = given.iter().find(|(g, _)| *g) {
+                bail!(
+                    "{flag} applies to s3:// locations only, and {} is a file",
+                    p.display()
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -36,6 +62,7 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::File(p) => write!(f, "{}", p.display()),
+            Self::S3(l) => write!(f, "{l}"),
         }
     }
 }
@@ -45,29 +72,57 @@ impl std::fmt::Display for Location {
 struct BackedUp {
     location: String,
     bytes: usize,
+    /// S3 server-side encryption requested for the object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_side_encryption: Option<&'static str>,
     #[serde(flatten)]
     summary: BackupSummary,
 }
 
 pub(crate) fn backup(cli: &Cli, a: &BackupArgs) -> Result<()> {
     let to = Location::parse(&a.out)?;
-    let Location::File(path) = &to;
-    if !a.force && path.exists() {
-        bail!(
-            "{} already exists; choose another --out, or add --force to replace it",
-            path.display()
-        );
+    to.check_options(&a.s3, a.s3_sse.is_some() || a.s3_sse_kms_key_id.is_some())?;
+    if a.s3_sse_kms_key_id.is_some() && a.s3_sse != Some(S3Sse::AwsKms) {
+        bail!("--s3-sse-kms-key-id names the key of --s3-sse aws:kms; add --s3-sse aws:kms");
     }
+    // Checked before anything is read, so a mistake costs nothing.
+    let s3 = match &to {
+        Location::File(path) => {
+            if !a.force && path.exists() {
+                bail!(
+                    "{} already exists; choose another --out, or add --force to replace it",
+                    path.display()
+                );
+            }
+            None
+        }
+        Location::S3(l) => Some(S3::new(l.clone(), &a.s3)?),
+    };
     let s = env::settings(cli)?;
     let store = env::store(&s, false)?;
     let (master, previous) = env::master_keys(&s)?;
     let (bytes, summary) =
         backup::create(&*store, &*master, previous.as_deref(), SystemClock.now())
             .with_context(|| format!("cannot back up {}", env::keystore_location(&s)))?;
-    write_file(path, &bytes, a.force)?;
+    let len = bytes.len();
+    match (&to, s3) {
+        (Location::S3(_), Some(client)) => {
+            let sse = Sse {
+                algorithm: a.s3_sse,
+                kms_key_id: a.s3_sse_kms_key_id.clone(),
+            };
+            client.put(bytes, &sse, a.force)?;
+        }
+        (Location::File(path), _) => write_file(path, &bytes, a.force)?,
+        (Location::S3(l), None) => bail!("no S3 client for {l}"),
+    }
     let out = BackedUp {
         location: to.to_string(),
-        bytes: bytes.len(),
+        bytes: len,
+        server_side_encryption: a.s3_sse.map(|s| match s {
+            S3Sse::AwsKms => "aws:kms",
+            S3Sse::Aes256 => "AES256",
+        }),
         summary,
     };
     emit(cli, &out, || backed_up_text(&out))
@@ -77,13 +132,16 @@ fn backed_up_text(o: &BackedUp) -> String {
     let s = &o.summary;
     let d = &s.data_keys;
     format!(
-        "backed up the keystore to {} ({} bytes, format version {})\n\
+        "backed up the keystore to {}{} ({} bytes, format version {})\n\
          master key: {} ({}); restoring needs this master key\n\
          KEKs:       {} (active {})\n\
          data keys:  {} active, {} decrypt-only, {} destroyed (keyrings: {})\n\
          objects:    {}{}\n\
          generation: {}, made {}",
         o.location,
+        o.server_side_encryption
+            .map(|a| format!(" (server-side encryption {a})"))
+            .unwrap_or_default(),
         o.bytes,
         s.format_version,
         s.master_key_id,
@@ -175,9 +233,12 @@ struct Restored {
 
 pub(crate) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<()> {
     let from = Location::parse(&a.from)?;
-    let Location::File(path) = &from;
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the backup {}", path.display()))?;
+    from.check_options(&a.s3, false)?;
+    let bytes = match &from {
+        Location::File(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read the backup {}", path.display()))?,
+        Location::S3(l) => S3::new(l.clone(), &a.s3)?.get()?,
+    };
     let s = env::settings(cli)?;
     let (master, previous) = env::master_keys(&s)?;
     let verified = backup::open(&bytes, &*master, previous.as_deref())
