@@ -28,6 +28,7 @@
 //! threads (`spawn_blocking` in async code).
 
 mod changes;
+mod errors;
 mod objects;
 mod replace;
 mod schema;
@@ -35,16 +36,15 @@ mod schema;
 mod tests;
 mod url;
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ::postgres::error::SqlState;
 use ::postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
 use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore, Snapshot};
+use errors::{DriverError, chain, is_connection_error};
 use url::{describe, redact_password};
 
 impl Drop for PgKeystore {
@@ -574,67 +574,6 @@ impl Keystore for PgKeystore {
             }
         })
     }
-}
-
-/// A driver error as text (already scrubbed of the password).
-#[derive(Debug)]
-struct DriverError(String);
-
-impl fmt::Display for DriverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl StdError for DriverError {}
-
-/// Whether `e` means the connection is gone or could not be made (rather than a statement
-/// failing): an I/O error, a closed connection, a timeout, or the server shutting down.
-fn is_connection_error(e: &::postgres::Error) -> bool {
-    if let Some(db) = e.as_db_error() {
-        let code = db.code();
-        return code.code().starts_with("08")
-            || [
-                SqlState::ADMIN_SHUTDOWN,
-                SqlState::CRASH_SHUTDOWN,
-                SqlState::CANNOT_CONNECT_NOW,
-            ]
-            .contains(code);
-    }
-    if e.is_closed() {
-        return true;
-    }
-    let mut source = e.source();
-    while let Some(s) = source {
-        if s.is::<std::io::Error>() {
-            return true;
-        }
-        source = s.source();
-    }
-    // `connect_timeout` expired; the driver gives no other sign of it.
-    e.to_string() == "timeout waiting for server"
-}
-
-/// `e` and its causes, one line (a server error with its SQLSTATE, detail and hint).
-fn chain(e: &::postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-        if let Some(detail) = db.detail() {
-            text.push_str(&format!("; {detail}"));
-        }
-        if let Some(hint) = db.hint() {
-            text.push_str(&format!("; hint: {hint}"));
-        }
-        return text;
-    }
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Converts a key id to its stored form, rejecting ids outside `1..2⁶³`.

@@ -1,6 +1,7 @@
 //! The command-line interface, declared with clap.
 
 mod fs;
+mod pkcs11;
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use fs::{
     FsAction, FsArgs, FsDumpArgs, FsMvArgs, FsPathArgs, FsPutArgs, FsReencryptArgs, FsRootArgs,
 };
+pub use pkcs11::{Pkcs11Action, Pkcs11Args, Pkcs11KeygenArgs};
 
 /// kura (蔵): a key management service and encryption-at-rest toolkit.
 ///
@@ -73,6 +75,8 @@ pub enum OutputFormat {
 pub enum Command {
     /// Generate a 32-byte master key file (mode 0400; never overwrites).
     Keygen(KeygenArgs),
+    /// Master keys in a PKCS#11 token (an HSM): generate one inside the token.
+    Pkcs11(Pkcs11Args),
     /// Create the keystore: a KEK wrapped by the master key, and the first data key.
     Init(InitArgs),
     /// Show the master key source, the KEK, every data key with its state, and every

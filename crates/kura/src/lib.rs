@@ -38,6 +38,7 @@ pub fn run() -> ExitCode {
     }
     let result = match &cli.command {
         Command::Keygen(a) => cmd::keygen::run(&cli, a),
+        Command::Pkcs11(a) => cmd::pkcs11::run(&cli, a),
         Command::Init(a) => cmd::admin::init(&cli, a),
         Command::Status => cmd::admin::status(&cli),
         Command::Nodes(a) => cmd::admin::nodes(&cli, a.prune),

@@ -261,8 +261,9 @@ impl Token {
             });
         };
         let ctx = context(&spec.module, &spec.origin)?;
+        // Initialised tokens only: SoftHSM2 always offers one more, empty, slot.
         let slots = ctx
-            .get_slots_with_token()
+            .get_slots_with_initialized_token()
             .map_err(|e| failed("C_GetSlotList", &e))?;
         let mut present = Vec::new();
         let mut found = None;
