@@ -1,0 +1,504 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Several `kura server` nodes on one throwaway PostgreSQL keystore: a key made on one
+//! node is usable on the others at once, a disable on one is refused on the others within
+//! 5 s, `kura status` shows every node, a node killed with SIGKILL under load turns stale
+//! while the others go on serving and nothing is lost, and the master key is rotated under
+//! load (configuration changed, `kura rotate master-key`, SIGHUP) with no failed request.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_kms::Client;
+use aws_sdk_kms::config::{Credentials, Region};
+use aws_sdk_kms::error::ProvideErrorMetadata;
+use aws_sdk_kms::primitives::Blob;
+use kura_testkit::{PgServer, free_port, write_master_key};
+use serde_json::Value;
+
+const REGION: &str = "us-east-1";
+
+/// One keystore database, its master key configuration and a user.
+struct Cluster {
+    _pg: PgServer,
+    url: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    akid: String,
+    secret: String,
+}
+
+/// A `kura` command with a clean environment, on the cluster's keystore and configuration.
+fn kura(c: &Cluster) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kura"));
+    for v in kura_testkit::KURA_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.env("KURA_LOG", "warn")
+        .env("KURA_DATABASE_URL", &c.url)
+        .env("KURA_CONFIG", &c.config)
+        .env("KURA_DATA_DIR", c.dir.path().join("unused"));
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn json(c: &Cluster, args: &[&str]) -> Value {
+    serde_json::from_str(&run_ok(kura(c).args(args).args(["--output", "json"]))).unwrap()
+}
+
+/// Writes the configuration naming `master` (and `previous`) as master key files.
+fn write_config(path: &Path, master: &Path, previous: Option<&Path>) {
+    let mut t = format!(
+        "[security.encryption.master-key]\ntype = \"file\"\npath = \"{}\"\n",
+        master.display()
+    );
+    if let Some(p) = previous {
+        t.push_str(&format!(
+            "[security.encryption.previous-master-key]\ntype = \"file\"\npath = \"{}\"\n",
+            p.display()
+        ));
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, t).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let pg = PgServer::start().unwrap_or_else(|e| panic!("PostgreSQL is required: {e}"));
+        let url = pg.create_database("kura_cluster").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let key = write_master_key(dir.path(), "m1.key", &[1u8; 32]).unwrap();
+        let config = dir.path().join("kura.toml");
+        write_config(&config, &key, None);
+        let mut c = Self {
+            _pg: pg,
+            url,
+            dir,
+            config,
+            akid: String::new(),
+            secret: String::new(),
+        };
+        run_ok(kura(&c).arg("init"));
+        let user = json(&c, &["user", "create", "ops"]);
+        c.akid = user["AccessKeyId"].as_str().unwrap().to_string();
+        c.secret = user["SecretAccessKey"].as_str().unwrap().to_string();
+        c
+    }
+
+    fn start_node(&self) -> Node {
+        let port = free_port().unwrap();
+        let mut child = kura(self)
+            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--database", &self.url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let banner = lines.next().unwrap().unwrap();
+        assert!(banner.starts_with("kura KMS listening on"), "{banner}");
+        std::thread::spawn(move || for _ in lines {});
+        Node {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn client(&self, n: &Node) -> Client {
+        let conf = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&n.endpoint)
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(&self.akid, &self.secret, None, None, "t"))
+            .load()
+            .await;
+        Client::new(&conf)
+    }
+
+    /// `kura status --output json`.
+    fn status(&self) -> Value {
+        json(self, &["status"])
+    }
+
+    /// Waits until `kura status` satisfies `ok`, at most `limit`.
+    fn wait_status(&self, limit: Duration, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let s = self.status();
+            if ok(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{what}: {s:#}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+struct Node {
+    child: Child,
+    endpoint: String,
+}
+
+impl Node {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn nodes(s: &Value) -> &Vec<Value> {
+    s["nodes"].as_array().unwrap()
+}
+
+/// A ciphertext the load kept, and its plaintext.
+type Kept = (Vec<u8>, Vec<u8>);
+
+/// Steady Encrypt/Decrypt load spread over `clients` until `stop`; counts requests and
+/// failures per client. A client whose node is `dead` no longer counts its failures.
+struct Load {
+    done: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Kept>>>,
+}
+
+impl Load {
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        clients: Vec<(Client, Arc<AtomicBool>)>,
+        key: &str,
+    ) -> Self {
+        let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (i, (kms, dead)) in clients.into_iter().enumerate() {
+            let (done, failed, stop, key) =
+                (done.clone(), failed.clone(), stop.clone(), key.to_string());
+            tasks.push(rt.spawn(async move {
+                let mut kept = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let plain = format!("client {i} request {n}").into_bytes();
+                    let r = async {
+                        let ct = kms
+                            .encrypt()
+                            .key_id(&key)
+                            .plaintext(Blob::new(plain.clone()))
+                            .send()
+                            .await?;
+                        let blob = ct.ciphertext_blob().unwrap().clone();
+                        let pt = kms.decrypt().ciphertext_blob(blob.clone()).send().await?;
+                        Ok::<_, aws_sdk_kms::Error>((
+                            blob.into_inner(),
+                            pt.plaintext().unwrap().as_ref().to_vec(),
+                        ))
+                    }
+                    .await;
+                    match r {
+                        Ok((ct, pt)) => {
+                            assert_eq!(pt, plain);
+                            done.fetch_add(1, Ordering::Relaxed);
+                            if n.is_multiple_of(25) {
+                                kept.push((ct, plain));
+                            }
+                        }
+                        Err(e) if !dead.load(Ordering::Relaxed) => {
+                            eprintln!("client {i}: {e:?}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                kept
+            }));
+        }
+        Self {
+            done,
+            failed,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Waits until `n` more requests succeeded.
+    fn wait_for(&self, n: u64) {
+        let target = self.done.load(Ordering::Relaxed) + n;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.done.load(Ordering::Relaxed) < target {
+            assert!(Instant::now() < deadline, "the load stalled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the load; the ciphertexts kept and the number of failures.
+    fn finish(self, rt: &tokio::runtime::Runtime) -> (Vec<Kept>, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut kept = Vec::new();
+        for t in self.tasks {
+            kept.extend(rt.block_on(t).unwrap());
+        }
+        (
+            kept,
+            self.done.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[test]
+fn three_nodes_share_keys_states_and_status_and_survive_a_kill() {
+    let c = Cluster::new();
+    let mut n = [c.start_node(), c.start_node(), c.start_node()];
+    let rt = runtime();
+    let [a, b, z] = [0, 1, 2].map(|i| rt.block_on(c.client(&n[i])));
+
+    // A key made on node A is usable on B and C at once.
+    let key = rt
+        .block_on(a.create_key().description("cluster").send())
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let ct = rt
+        .block_on(
+            b.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new("hello"))
+                .send(),
+        )
+        .unwrap()
+        .ciphertext_blob()
+        .unwrap()
+        .clone();
+    let pt = rt
+        .block_on(z.decrypt().ciphertext_blob(ct.clone()).send())
+        .unwrap();
+    assert_eq!(pt.plaintext().unwrap().as_ref(), b"hello");
+
+    // kura status lists the three nodes, live and agreeing on the keys.
+    let s = c.wait_status(Duration::from_secs(20), "three live nodes", |s| {
+        nodes(s).len() == 3
+            && nodes(s)
+                .iter()
+                .all(|n| n["live"] == true && n["agrees"] == true)
+    });
+    for node in nodes(&s) {
+        assert!(node["id"].as_str().is_some_and(|i| !i.is_empty()), "{node}");
+        assert!(node["last_heartbeat"].as_str().is_some(), "{node}");
+        assert_eq!(node["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(node["kek_id"], s["kek"]["id"], "{node}");
+    }
+    let text = run_ok(kura(&c).args(["nodes"]));
+    assert!(text.contains("3 live, 0 stale, 0 disagreeing"), "{text}");
+
+    // A disable on A is refused on B within 5 s.
+    let disabled_at = Instant::now();
+    rt.block_on(a.disable_key().key_id(&key).send()).unwrap();
+    loop {
+        match rt.block_on(b.encrypt().key_id(&key).plaintext(Blob::new("x")).send()) {
+            Err(e) if e.code() == Some("DisabledException") => break,
+            Err(e) => panic!("unexpected error: {e:?}"),
+            Ok(_) => {
+                assert!(
+                    disabled_at.elapsed() < Duration::from_secs(5),
+                    "B still encrypts under a disabled key"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    eprintln!(
+        "cluster: a disable on A was seen by B after {:?}",
+        disabled_at.elapsed()
+    );
+    rt.block_on(z.enable_key().key_id(&key).send()).unwrap();
+    // The enable reaches every node within 5 s too.
+    for kms in [&a, &b, &z] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rt
+            .block_on(kms.encrypt().key_id(&key).plaintext(Blob::new("x")).send())
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "a node still refuses an enabled key"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // kill -9 of node C under load: A and B keep serving, nothing is lost, C turns stale.
+    let dead = Arc::new(AtomicBool::new(false));
+    let alive = Arc::new(AtomicBool::new(false));
+    let clients = vec![
+        (a.clone(), alive.clone()),
+        (b.clone(), alive.clone()),
+        (z.clone(), dead.clone()),
+        (a.clone(), alive.clone()),
+    ];
+    let load = Load::start(&rt, clients, &key);
+    load.wait_for(200);
+    let killed = n[2].pid();
+    dead.store(true, Ordering::Relaxed);
+    n[2].kill9();
+    load.wait_for(200);
+    let (kept, done, failed) = load.finish(&rt);
+    eprintln!(
+        "cluster: {done} encrypt+decrypt round trips, {failed} failed on live nodes, {} kept",
+        kept.len()
+    );
+    assert_eq!(failed, 0, "requests to live nodes failed");
+    for (ct, plain) in &kept {
+        let pt = rt
+            .block_on(b.decrypt().ciphertext_blob(Blob::new(ct.clone())).send())
+            .unwrap();
+        assert_eq!(pt.plaintext().unwrap().as_ref(), &plain[..]);
+    }
+    let s = c.wait_status(
+        Duration::from_secs(40),
+        "the killed node turns stale",
+        |s| {
+            nodes(s)
+                .iter()
+                .any(|n| n["pid"] == killed && n["live"] == false)
+        },
+    );
+    assert_eq!(s["cluster"]["live"], 2, "{s:#}");
+    assert_eq!(s["cluster"]["stale"], 1, "{s:#}");
+    let text = run_ok(kura(&c).args(["status"]));
+    assert!(
+        text.contains("STALE") && text.contains("stale: no heartbeat"),
+        "{text}"
+    );
+    // --prune removes it.
+    let pruned = json(&c, &["nodes", "--prune"]);
+    assert_eq!(pruned["removed"].as_array().unwrap().len(), 1, "{pruned:#}");
+    assert_eq!(pruned["nodes"].as_array().unwrap().len(), 2, "{pruned:#}");
+    drop(n);
+}
+
+#[test]
+fn the_master_key_rotates_under_load_with_no_failed_request() {
+    let c = Cluster::new();
+    let n = [c.start_node(), c.start_node()];
+    let rt = runtime();
+    let [a, b] = [0, 1].map(|i| rt.block_on(c.client(&n[i])));
+    let key = rt
+        .block_on(a.create_key().send())
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    let before = c.status();
+    let m1_id = before["master_key"]["id"].as_str().unwrap().to_string();
+    let live = Arc::new(AtomicBool::new(false));
+    let load = Load::start(
+        &rt,
+        vec![(a.clone(), live.clone()), (b.clone(), live.clone())],
+        &key,
+    );
+    load.wait_for(100);
+
+    // file → file: the new key in the configuration, the old one as previous, then one
+    // `kura rotate master-key` (the KEK is re-wrapped) and SIGHUP to every node.
+    let m1 = c.dir.path().join("m1.key");
+    let m2 = write_master_key(c.dir.path(), "m2.key", &[2u8; 32]).unwrap();
+    write_config(&c.config, &m2, Some(&m1));
+    let r = json(&c, &["rotate", "master-key"]);
+    assert!(
+        r["message"].as_str().unwrap().contains("re-wrapped"),
+        "{r:#}"
+    );
+    load.wait_for(100);
+    for node in &n {
+        node.signal("-HUP");
+    }
+    let s = c.wait_status(
+        Duration::from_secs(30),
+        "every node holds the new master key",
+        |s| {
+            let m = s["master_key"]["id"].as_str().unwrap_or_default();
+            m != m1_id
+                && nodes(s).len() == 2
+                && nodes(s)
+                    .iter()
+                    .all(|n| n["master_key_id"].as_str() == Some(m) && n["agrees"] == true)
+        },
+    );
+    assert_eq!(s["kek"]["master_key_id"], s["master_key"]["id"]);
+    load.wait_for(100);
+    // The old key file can go: the configuration names only the new key, and a new KEK
+    // made now is unwrapped by every node after its reload.
+    write_config(&c.config, &m2, None);
+    for node in &n {
+        node.signal("-HUP");
+    }
+    let k = json(&c, &["rotate", "kek"]);
+    load.wait_for(200);
+    let (kept, done, failed) = load.finish(&rt);
+    eprintln!(
+        "master-key rotation: {done} round trips, {failed} failed, {} kept",
+        kept.len()
+    );
+    assert_eq!(failed, 0);
+    let s = c.wait_status(Duration::from_secs(20), "every node on the new KEK", |s| {
+        nodes(s)
+            .iter()
+            .all(|n| n["kek_id"] == k["id"] && n["agrees"] == true)
+    });
+    assert_eq!(s["cluster"]["disagreeing"], 0);
+    // A node started now needs only the new key.
+    let fresh = c.start_node();
+    let f = rt.block_on(c.client(&fresh));
+    for (ct, plain) in &kept {
+        let pt = rt
+            .block_on(f.decrypt().ciphertext_blob(Blob::new(ct.clone())).send())
+            .unwrap();
+        assert_eq!(pt.plaintext().unwrap().as_ref(), &plain[..]);
+    }
+}
