@@ -75,6 +75,10 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A KMS holding the master key failed or refused; the message names the key and the
+    /// KMS and says what to do.
+    #[error(transparent)]
+    Kms(#[from] crate::master_key::KmsError),
     /// Rotation kept losing races against other processes.
     #[error("the keystore kept changing under {0}; another process is rotating keys, try again")]
     Contention(&'static str),

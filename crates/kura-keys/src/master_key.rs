@@ -17,6 +17,12 @@ use zeroize::Zeroizing;
 use crate::Error;
 use crate::config::{ENV_MASTER_KEY_ENV, ENV_MASTER_KEY_FILE, MasterKeySpec};
 
+pub mod descriptor;
+mod kms;
+
+pub use descriptor::MasterKeyDescriptor;
+pub use kms::{KEK_ID_CONTEXT_KEY, KmsError, KmsErrorKind, KmsMasterKey};
+
 pub mod pkcs11;
 
 pub use pkcs11::Pkcs11MasterKey;
@@ -28,6 +34,11 @@ pub trait MasterKey: Send + Sync {
     fn id(&self) -> &str;
     /// Where the key comes from, for `kura status` (never its bytes).
     fn source(&self) -> &str;
+    /// `local`, `kms` or `pkcs11`: by default the part of [`MasterKey::id`] before its
+    /// first `:`.
+    fn mode(&self) -> &str {
+        self.id().split_once(':').map_or("local", |(mode, _)| mode)
+    }
     /// Wraps KEK `kek_id`.
     fn wrap_kek(&self, kek_id: u64, kek: &Key256) -> Result<Vec<u8>, Error>;
     /// Unwraps KEK `kek_id`; a blob that does not authenticate is [`Error::KekUnwrap`].
@@ -160,12 +171,7 @@ fn decode_key(text: &[u8], source_name: &str) -> Result<Key256, Error> {
 /// Loads the master key `spec` names, or explains what is missing.
 pub fn load(spec: Option<&MasterKeySpec>) -> Result<Arc<dyn MasterKey>, Error> {
     Ok(match spec {
-        Some(MasterKeySpec::Kms(k)) => {
-            return Err(Error::Config(format!(
-                "master key {} ({}): KMS master keys are not available in this build",
-                k.key_id, k.origin
-            )));
-        }
+        Some(MasterKeySpec::Kms(k)) => Arc::new(KmsMasterKey::connect(k)?),
         Some(MasterKeySpec::Pkcs11(p)) => Arc::new(pkcs11::Pkcs11MasterKey::open(p)?),
         local => Arc::new(load_local(local)?),
     })

@@ -10,6 +10,8 @@ use crate::config::format_duration;
 /// A master key as shown: its id and where it comes from.
 #[derive(Debug, Clone, Serialize)]
 pub struct MasterKeyStatus {
+    /// `local`, `kms` or `pkcs11`.
+    pub mode: String,
     /// The id stored with the KEK (a fingerprint for local keys).
     pub id: String,
     /// Where it is read from.
@@ -125,10 +127,12 @@ impl Keyring {
         Status {
             generation: st.snapshot.generation,
             master_key: MasterKeyStatus {
+                mode: master.mode().to_string(),
                 id: master.id().to_string(),
                 source: master.source().to_string(),
             },
             previous_master_key: self.previous().map(|p| MasterKeyStatus {
+                mode: p.mode().to_string(),
                 id: p.id().to_string(),
                 source: p.source().to_string(),
             }),

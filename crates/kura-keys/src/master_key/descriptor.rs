@@ -1,0 +1,391 @@
+//! Master-key modes recorded in the keystore (`kura set-mode`, Tableau's
+//! `tsm security kms set-mode`): which master key wraps the KEK, said without a secret, so
+//! that `kura status` shows the mode and a process started without master-key configuration
+//! loads the recorded key.
+//!
+//! The record is one object of kind [`MASTER_KEY_KIND`] (id `current`) in the keystore's
+//! object store: a JSON document `{"current": …, "previous": …}` of
+//! [`MasterKeyDescriptor`]s. A local key is recorded by its file path (or the name of the
+//! variable holding it), a KMS key by key id, region, endpoint and encryption context, a
+//! PKCS#11 key by module, token and key labels and the name of the PIN variable.
+//!
+//! ## Switching
+//!
+//! [`switch`] first checks the new key (a test wrap and unwrap), then records
+//! `{current: new, previous: old}`, then re-wraps the KEK under the new key
+//! ([`Keyring::rotate_master_key`]). Keys and objects are two transactions, in that order:
+//! a crash between them leaves the record naming the new key with the old one as previous,
+//! and the next process re-wraps the KEK at start-up (the previous key is tried when the
+//! current one did not wrap the KEK), which completes the switch.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kura_crypto::Key256;
+use kura_store::{KekState, ObjectChange, Store};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{MasterKey, load};
+use crate::config::{KmsSpec, MasterKeySpec, Pkcs11Spec};
+use crate::{Error, Keyring};
+
+/// The object kind of the recorded master keys.
+pub const MASTER_KEY_KIND: &str = "master-key";
+/// The id of the one object of that kind.
+const RECORD_ID: &str = "current";
+/// How errors and `source()` name a key loaded from the record.
+const RECORDED: &str = "the master key recorded in the keystore by `kura set-mode`";
+
+/// A master key, as recorded: where to find it, never its bytes or a PIN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "mode",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    deny_unknown_fields
+)]
+pub enum MasterKeyDescriptor {
+    /// A key file, or an environment variable holding the key.
+    Local {
+        /// The key file (absolute).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_file: Option<PathBuf>,
+        /// The variable holding the key in base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        variable: Option<String>,
+    },
+    /// A key in AWS KMS or a service speaking its API.
+    Kms {
+        /// Key id, ARN or alias, as given.
+        key_id: String,
+        /// The region.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// The endpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// The encryption context (kura adds the KEK id).
+        #[serde(default)]
+        encryption_context: BTreeMap<String, String>,
+    },
+    /// A key in a PKCS#11 token.
+    Pkcs11 {
+        /// The PKCS#11 library.
+        module: PathBuf,
+        /// The token's label.
+        token_label: String,
+        /// The key's label.
+        key_label: String,
+        /// The environment variable holding the user PIN.
+        pin_env: String,
+    },
+}
+
+impl MasterKeyDescriptor {
+    /// What `spec` names; a key file's path is made absolute.
+    pub fn from_spec(spec: &MasterKeySpec) -> Self {
+        match spec {
+            MasterKeySpec::File { path, .. } => Self::Local {
+                key_file: Some(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+                variable: None,
+            },
+            MasterKeySpec::Env { variable, .. } => Self::Local {
+                key_file: None,
+                variable: Some(variable.clone()),
+            },
+            MasterKeySpec::Kms(k) => Self::Kms {
+                key_id: k.key_id.clone(),
+                region: k.region.clone(),
+                endpoint: k.endpoint.clone(),
+                encryption_context: k.encryption_context.clone(),
+            },
+            MasterKeySpec::Pkcs11(p) => Self::Pkcs11 {
+                module: p.module.clone(),
+                token_label: p.token_label.clone(),
+                key_label: p.key_label.clone(),
+                pin_env: p.pin_env.clone(),
+            },
+        }
+    }
+
+    /// The spec to load this key with; `origin` says where it came from in messages, and
+    /// `env` gives the variables a local key or a PIN is read from.
+    pub fn to_spec(
+        &self,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<MasterKeySpec, Error> {
+        Ok(match self {
+            Self::Local {
+                key_file: Some(path),
+                ..
+            } => MasterKeySpec::File {
+                path: path.clone(),
+                origin: origin.to_string(),
+            },
+            Self::Local {
+                variable: Some(variable),
+                ..
+            } => match env(variable) {
+                Some(value) => MasterKeySpec::Env {
+                    variable: variable.clone(),
+                    value: Zeroizing::new(value),
+                },
+                None => {
+                    return Err(Error::MissingMasterKey(format!(
+                        "{origin} is held in the environment variable {variable}, which is not set; set it"
+                    )));
+                }
+            },
+            Self::Local { .. } => {
+                return Err(Error::Config(format!(
+                    "{origin} is a local key with neither a key file nor a variable"
+                )));
+            }
+            Self::Kms {
+                key_id,
+                region,
+                endpoint,
+                encryption_context,
+            } => MasterKeySpec::Kms(KmsSpec {
+                key_id: key_id.clone(),
+                region: region.clone(),
+                endpoint: endpoint.clone(),
+                encryption_context: encryption_context.clone(),
+                origin: origin.to_string(),
+            }),
+            Self::Pkcs11 {
+                module,
+                token_label,
+                key_label,
+                pin_env,
+            } => MasterKeySpec::Pkcs11(Pkcs11Spec {
+                module: module.clone(),
+                token_label: token_label.clone(),
+                key_label: key_label.clone(),
+                pin: env(pin_env).map(Zeroizing::new),
+                pin_env: pin_env.clone(),
+                origin: origin.to_string(),
+            }),
+        })
+    }
+
+    /// `local`, `kms` or `pkcs11`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::Local { .. } => "local",
+            Self::Kms { .. } => "kms",
+            Self::Pkcs11 { .. } => "pkcs11",
+        }
+    }
+}
+
+impl fmt::Display for MasterKeyDescriptor {
+    /// `kms key alias/kura, region us-east-1, endpoint http://…`, and the like.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local {
+                key_file: Some(p), ..
+            } => write!(f, "local key file {}", p.display()),
+            Self::Local {
+                variable: Some(v), ..
+            } => write!(f, "local key in the variable {v}"),
+            Self::Local { .. } => f.write_str("local key"),
+            Self::Kms {
+                key_id,
+                region,
+                endpoint,
+                encryption_context,
+            } => {
+                write!(f, "kms key {key_id}")?;
+                if let Some(r) = region {
+                    write!(f, ", region {r}")?;
+                }
+                if let Some(e) = endpoint {
+                    write!(f, ", endpoint {e}")?;
+                }
+                write!(f, ", encryption context {encryption_context:?}")
+            }
+            Self::Pkcs11 {
+                module,
+                token_label,
+                key_label,
+                pin_env,
+            } => write!(
+                f,
+                "pkcs11 key {key_label:?} in token {token_label:?} of {} (PIN from {pin_env})",
+                module.display()
+            ),
+        }
+    }
+}
+
+/// What the keystore records: the master key in use and the one before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedMasterKeys {
+    /// The master key that wraps the KEK (or will, once a switch completes).
+    pub current: MasterKeyDescriptor,
+    /// The one before, tried at start-up when the current one did not wrap the KEK.
+    #[serde(default)]
+    pub previous: Option<MasterKeyDescriptor>,
+}
+
+/// The recorded master keys and the version of their object, if any were recorded.
+pub fn recorded(store: &dyn Store) -> Result<Option<(RecordedMasterKeys, u64)>, Error> {
+    let Some(o) = store.get(MASTER_KEY_KIND, RECORD_ID)? else {
+        return Ok(None);
+    };
+    let r: RecordedMasterKeys = serde_json::from_str(&o.doc).map_err(|e| {
+        Error::Store(kura_store::Error::Corrupt {
+            location: "keystore".into(),
+            what: format!(
+                "the recorded master key ({MASTER_KEY_KIND}/{RECORD_ID}) is not readable: {e}"
+            ),
+        })
+    })?;
+    Ok(Some((r, o.version)))
+}
+
+/// Records `r`, replacing the record at `version` (`None`: there is none yet).
+pub fn record(
+    store: &dyn Store,
+    r: &RecordedMasterKeys,
+    version: Option<u64>,
+) -> Result<(), Error> {
+    let doc = serde_json::to_string(r).map_err(|e| Error::Config(e.to_string()))?;
+    let (kind, id) = (MASTER_KEY_KIND.to_string(), RECORD_ID.to_string());
+    let change = match version {
+        None => ObjectChange::Create {
+            kind,
+            id,
+            doc,
+            blob: Vec::new(),
+        },
+        Some(version) => ObjectChange::Update {
+            kind,
+            id,
+            version,
+            doc,
+            blob: Vec::new(),
+        },
+    };
+    Ok(store.apply(&[change])?)
+}
+
+/// The master keys to open `store` with when none is configured: the recorded current one
+/// and, if the KEK is not wrapped by it, the recorded previous one (`configured_previous`
+/// if one is configured). Returns `None` if nothing is recorded.
+pub fn load_recorded(
+    store: &dyn Store,
+    configured_previous: Option<&MasterKeySpec>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<RecordedKeys>, Error> {
+    load_recorded_with(store, configured_previous, env, &|spec| load(Some(spec)))
+}
+
+/// [`load_recorded`], loading each key with `load` (for applications that hold their own
+/// KMS credentials: see [`super::KmsMasterKey::connect_with`]).
+pub fn load_recorded_with(
+    store: &dyn Store,
+    configured_previous: Option<&MasterKeySpec>,
+    env: &dyn Fn(&str) -> Option<String>,
+    load: &Loader,
+) -> Result<Option<RecordedKeys>, Error> {
+    let Some((r, _)) = recorded(store)? else {
+        return Ok(None);
+    };
+    let current = load(&r.current.to_spec(RECORDED, env)?)?;
+    let previous = match configured_previous {
+        Some(spec) => Some(load(spec)?),
+        None => {
+            let wrapped_by = store.snapshot()?.and_then(|s| {
+                s.keks
+                    .into_iter()
+                    .find(|k| k.state == KekState::Active)
+                    .map(|k| k.master_key_id)
+            });
+            match (&r.previous, wrapped_by) {
+                (Some(p), Some(by)) if by != current.id() => {
+                    let origin = "the previous master key recorded by `kura set-mode`";
+                    Some(load(&p.to_spec(origin, env)?)?)
+                }
+                _ => None,
+            }
+        }
+    };
+    Ok(Some(RecordedKeys {
+        current,
+        previous,
+        recorded: r,
+    }))
+}
+
+/// How [`load_recorded_with`] loads one master key.
+pub type Loader = dyn Fn(&MasterKeySpec) -> Result<Arc<dyn MasterKey>, Error>;
+
+/// What [`load_recorded`] loaded.
+pub struct RecordedKeys {
+    /// The recorded current master key.
+    pub current: Arc<dyn MasterKey>,
+    /// The previous one, loaded only when the KEK is not wrapped by the current one.
+    pub previous: Option<Arc<dyn MasterKey>>,
+    /// The record.
+    pub recorded: RecordedMasterKeys,
+}
+
+/// What [`switch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switched {
+    /// The master key wrapping the KEK before.
+    pub from: String,
+    /// The master key wrapping it now.
+    pub to: String,
+    /// The KEK.
+    pub kek_id: String,
+}
+
+/// Switches `keyring` (opened on `store`) to the master key `new`, described by
+/// `new_descriptor`; `old_descriptor` describes the key in use until now and is recorded
+/// as the previous one. See the [module docs](self) for the order of the writes.
+pub fn switch(
+    keyring: &Keyring,
+    store: &dyn Store,
+    new: Arc<dyn MasterKey>,
+    new_descriptor: MasterKeyDescriptor,
+    old_descriptor: Option<MasterKeyDescriptor>,
+) -> Result<Switched, Error> {
+    // The new key must both wrap and unwrap before anything is written: a key that can
+    // Encrypt but not Decrypt would lock the keystore out.
+    let probe = Key256::generate()?;
+    let blob = new.wrap_kek(0, &probe)?;
+    let back = new.unwrap_kek(0, &blob)?;
+    if !kura_crypto::ct_eq(back.expose_secret(), probe.expose_secret()) {
+        return Err(Error::Config(format!(
+            "master key {} returned another key than it was given; it cannot be used",
+            new.id()
+        )));
+    }
+    let before = keyring.status();
+    let version = recorded(store)?.map(|(_, v)| v);
+    let previous = old_descriptor.filter(|o| *o != new_descriptor);
+    record(
+        store,
+        &RecordedMasterKeys {
+            current: new_descriptor,
+            previous,
+        },
+        version,
+    )?;
+    if before.kek.master_key_id != new.id() {
+        keyring.rotate_master_key(new.clone())?;
+    }
+    Ok(Switched {
+        from: before.kek.master_key_id,
+        to: new.id().to_string(),
+        kek_id: before.kek.id,
+    })
+}
