@@ -1,6 +1,7 @@
 //! The command-line interface, declared with clap.
 
 mod fs;
+mod mode;
 mod pkcs11;
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use fs::{
     FsAction, FsArgs, FsDumpArgs, FsMvArgs, FsPathArgs, FsPutArgs, FsReencryptArgs, FsRootArgs,
 };
+pub use mode::{Mode, NewMasterKeyArgs, SetModeArgs};
 pub use pkcs11::{Pkcs11Action, Pkcs11Args, Pkcs11KeygenArgs};
 
 /// kura (蔵): a key management service and encryption-at-rest toolkit.
@@ -87,6 +89,9 @@ pub enum Command {
     Nodes(NodesArgs),
     /// Rotate a level of the hierarchy, online.
     Rotate(RotateArgs),
+    /// Switch the master key to another mode online (local, kms, pkcs11): the KEK is
+    /// re-wrapped under the new key and the mode recorded in the keystore.
+    SetMode(SetModeArgs),
     /// Manage individual data keys.
     DataKey(DataKeyArgs),
     /// Encrypt a file or stdin into the kura stream format.
@@ -177,6 +182,11 @@ pub struct RotateArgs {
     /// What to rotate.
     #[arg(value_enum)]
     pub what: RotateWhat,
+    /// master-key: the new master key (--key-id … for a KMS key, --key-file for a local
+    /// one); the key in use is recorded as the previous one. Without these flags the KEK is
+    /// re-wrapped under the configured master key.
+    #[command(flatten)]
+    pub new_master_key: NewMasterKeyArgs,
 }
 
 /// The levels that rotate.

@@ -9,6 +9,7 @@ pub(crate) mod crypt;
 pub(crate) mod fs;
 pub(crate) mod keygen;
 pub(crate) mod migrate;
+pub(crate) mod mode;
 pub(crate) mod pkcs11;
 pub(crate) mod seal;
 pub(crate) mod server;

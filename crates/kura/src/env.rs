@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use kura_keys::clock::SystemClock;
 use kura_keys::config::{self, Overrides, Settings};
+use kura_keys::master_key::{MasterKeyDescriptor, descriptor};
 use kura_keys::{Keyring, KeyringSettings, MasterKey, OpenReport, master_key};
 use kura_store::{PgKeystore, SqliteKeystore, Store};
 
@@ -74,6 +75,31 @@ pub(crate) fn master_keys(s: &Settings) -> Result<(SharedMasterKey, Option<Share
     Ok((master, previous))
 }
 
+/// The master keys to open `store` with, and the descriptor of the current one: the
+/// configured ones or, when no master key is configured, the ones `kura set-mode` recorded
+/// in the keystore (the recorded previous one only if the KEK is not wrapped by the current).
+pub(crate) fn master_keys_in(
+    s: &Settings,
+    store: &dyn Store,
+) -> Result<(
+    SharedMasterKey,
+    Option<SharedMasterKey>,
+    Option<MasterKeyDescriptor>,
+)> {
+    if let Some(spec) = &s.master_key {
+        let (master, previous) = master_keys(s)?;
+        return Ok((master, previous, Some(MasterKeyDescriptor::from_spec(spec))));
+    }
+    let env = |v: &str| std::env::var(v).ok().filter(|v| !v.is_empty());
+    match descriptor::load_recorded(store, s.previous_master_key.as_ref(), &env)? {
+        Some(r) => Ok((r.current, r.previous, Some(r.recorded.current))),
+        None => {
+            let (master, previous) = master_keys(s)?;
+            Ok((master, previous, None))
+        }
+    }
+}
+
 pub(crate) fn keyring_settings(s: &Settings) -> KeyringSettings {
     KeyringSettings::new(s.method, s.rotation_period)
 }
@@ -107,7 +133,7 @@ pub(crate) fn open(cli: &Cli) -> Result<(Keyring, OpenReport, Settings)> {
 pub(crate) fn open_store(cli: &Cli) -> Result<(Keyring, OpenReport, Settings, Arc<dyn Store>)> {
     let s = settings(cli)?;
     let store = self::store(&s, false)?;
-    let (master, previous) = master_keys(&s)?;
+    let (master, previous, _) = master_keys_in(&s, &*store)?;
     let (k, report) = Keyring::open(
         store.clone(),
         master,

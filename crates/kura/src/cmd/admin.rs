@@ -145,12 +145,15 @@ pub(crate) fn status(cli: &Cli) -> Result<()> {
     let (k, report, s, store) = env::open_store(cli)?;
     let st = k.status();
     let cluster = crate::nodes::cluster_view(&*store)?;
+    let recorded = kura_keys::master_key::descriptor::recorded(&*store)?.map(|(r, _)| r);
     #[derive(Serialize)]
     struct Out<'a> {
         keystore: String,
         #[serde(flatten)]
         status: &'a Status,
         kek_rewrapped_from: Option<String>,
+        /// The master keys `kura set-mode` recorded, if it was run.
+        recorded_master_key: Option<kura_keys::master_key::descriptor::RecordedMasterKeys>,
         nodes: &'a [crate::nodes::view::NodeView],
         cluster: Counts,
     }
@@ -164,6 +167,7 @@ pub(crate) fn status(cli: &Cli) -> Result<()> {
         keystore: env::keystore_location(&s),
         status: &st,
         kek_rewrapped_from: report.kek_rewrapped_from.clone(),
+        recorded_master_key: recorded,
         nodes: &cluster.nodes,
         cluster: Counts {
             live: cluster.live,
@@ -173,6 +177,9 @@ pub(crate) fn status(cli: &Cli) -> Result<()> {
     };
     emit(cli, &out, || {
         let mut t = status_text(&out.keystore, &st, report.kek_rewrapped_from.as_deref());
+        if let Some(r) = &out.recorded_master_key {
+            let _ = writeln!(t, "recorded mode:       {} (kura set-mode)", r.current);
+        }
         t.push_str("nodes:\n");
         t.push_str(&cluster.text());
         t
@@ -223,6 +230,7 @@ fn status_text(keystore: &str, st: &Status, rewrapped: Option<&str>) -> String {
         "master key:          {} ({})",
         st.master_key.id, st.master_key.source
     );
+    let _ = writeln!(t, "mode:                {}", st.master_key.mode);
     if let Some(p) = &st.previous_master_key {
         let _ = writeln!(t, "previous master key: {} ({})", p.id, p.source);
     }
@@ -272,6 +280,14 @@ struct Rotated {
 }
 
 pub(crate) fn rotate(cli: &Cli, a: &RotateArgs) -> Result<()> {
+    if a.new_master_key.any() {
+        if a.what != RotateWhat::MasterKey {
+            bail!(
+                "--key-id, --key-file and the other new-master-key flags apply to `kura rotate master-key` only"
+            );
+        }
+        return crate::cmd::mode::rotate_to(cli, &a.new_master_key);
+    }
     let (k, report, _) = env::open(cli)?;
     let r = match a.what {
         RotateWhat::DataKey => {
