@@ -43,7 +43,6 @@ pub fn run() -> ExitCode {
         Command::Status => cmd::admin::status(&cli),
         Command::Nodes(a) => cmd::admin::nodes(&cli, a.prune),
         Command::Rotate(a) => cmd::admin::rotate(&cli, a),
-        Command::SetMode(a) => cmd::mode::set_mode(&cli, a),
         Command::DataKey(a) => cmd::admin::data_key(&cli, a),
         Command::Encrypt(a) => cmd::crypt::encrypt(&cli, a),
         Command::Decrypt(a) => cmd::crypt::decrypt(&cli, a),
@@ -84,7 +83,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // The AWS SDK's credential chain warns about every provider it tries (with raw
+    // responses); the error kura reports already names what was tried.
+    let filter = EnvFilter::try_from_env("KURA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},aws_config=error")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

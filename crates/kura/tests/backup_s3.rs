@@ -210,3 +210,86 @@ fn s3_failures_name_the_bucket_the_key_and_the_endpoint() {
     )
     .fails_with(&["--s3-sse aws:kms"]);
 }
+
+/// A moto server that checks credentials (IAM) after its first requests: what it takes
+/// for S3 to deny access. Killed on drop.
+struct AuthMoto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl AuthMoto {
+    /// Starts moto with `INITIAL_NO_AUTH_ACTION_COUNT=4`: the first three requests (making
+    /// a bucket, a user and its access key) need no credentials, every later one does.
+    fn start(env: &PythonEnv) -> Self {
+        let port = free_port().unwrap();
+        let child = env
+            .command(env.moto_server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start moto_server: {e}"));
+        let m = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // `/moto-api/` is moto's own page, not an AWS action: it does not count.
+        while !matches!(kura_testkit::http_get(port, "/moto-api/"), Ok((200, _))) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not answer on {}",
+                m.endpoint
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        m
+    }
+}
+
+impl Drop for AuthMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn access_denied_names_the_object_and_what_to_check() {
+    let env = py();
+    let moto = AuthMoto::start(&env);
+    let ep = &moto.endpoint;
+    let creds = boto3(
+        &env,
+        ep,
+        &format!(
+            "s3.create_bucket(Bucket='{BUCKET}')\n\
+             iam = boto3.client('iam', endpoint_url=E)\n\
+             iam.create_user(UserName='nobody')\n\
+             k = iam.create_access_key(UserName='nobody')['AccessKey']\n\
+             print(k['AccessKeyId'], k['SecretAccessKey'])"
+        ),
+    );
+    let (akid, secret) = creds.split_once(' ').unwrap();
+    let (sb, key) = Sandbox::initialised();
+    let url = format!("s3://{BUCKET}/denied.krb");
+    let run = |args: &[&str]| {
+        let mut c = sb.keyed(&key);
+        c.env("AWS_ACCESS_KEY_ID", akid)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_REGION", REGION)
+            .args(args);
+        sb.exec(&mut c)
+    };
+    // A user without a policy.
+    run(&["backup", "--out", &url, "--s3-endpoint", ep]).fails_with(&[
+        &format!("access to {url} was denied at endpoint {ep}"),
+        "AccessDenied",
+        "s3:PutObject",
+    ]);
+    run(&["restore", &url, "--s3-endpoint", ep])
+        .fails_with(&[&format!("access to {url} was denied"), "s3:GetObject"]);
+}
