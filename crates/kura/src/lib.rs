@@ -43,6 +43,7 @@ pub fn run() -> ExitCode {
         Command::Status => cmd::admin::status(&cli),
         Command::Nodes(a) => cmd::admin::nodes(&cli, a.prune),
         Command::Rotate(a) => cmd::admin::rotate(&cli, a),
+        Command::SetMode(a) => cmd::mode::set_mode(&cli, a),
         Command::DataKey(a) => cmd::admin::data_key(&cli, a),
         Command::Encrypt(a) => cmd::crypt::encrypt(&cli, a),
         Command::Decrypt(a) => cmd::crypt::decrypt(&cli, a),
