@@ -489,6 +489,9 @@ fn a_running_keyring_keeps_working_across_a_switch_to_kms() {
         Arc::new(SystemClock),
     )
     .unwrap();
+    // (A KEK rotation first, so that a retired KEK is re-wrapped too.)
+    other.rotate_kek().unwrap();
+    assert!(running.refresh().unwrap());
     let kms: Arc<dyn MasterKey> = Arc::new(connect(&spec(&key, &moto.endpoint(), &[])).unwrap());
     let desc = kms_descriptor(&key, &moto.endpoint());
     let sw = descriptor::switch(
@@ -504,6 +507,14 @@ fn a_running_keyring_keeps_working_across_a_switch_to_kms() {
     let (rec, _) = descriptor::recorded(&*store).unwrap().unwrap();
     assert_eq!(rec.current, desc);
     assert_eq!(rec.previous, Some(local_desc));
+    let snap = store.snapshot().unwrap().unwrap();
+    assert_eq!(snap.keks.len(), 2);
+    for k in &snap.keks {
+        assert_eq!(k.master_key_id, kms.id(), "every KEK is re-wrapped");
+    }
+    let st = other.status();
+    assert_eq!(st.master_key.id, kms.id());
+    assert_eq!(st.previous_master_key.map(|p| p.id), Some(sw.from.clone()));
 
     // The running keyring notices the re-wrap and goes on with the KEK it holds.
     assert!(running.refresh().unwrap());

@@ -12,8 +12,8 @@
 //! ## Switching
 //!
 //! [`switch`] first checks the new key (a test wrap and unwrap), then records
-//! `{current: new, previous: old}`, then re-wraps the KEK under the new key
-//! ([`Keyring::rotate_master_key`]). Keys and objects are two transactions, in that order:
+//! `{current: new, previous: old}`, then re-wraps every KEK under the new key in one
+//! transaction. Keys and objects are two transactions, in that order:
 //! a crash between them leaves the record naming the new key with the old one as previous,
 //! and the next process re-wraps the KEK at start-up (the previous key is tried when the
 //! current one did not wrap the KEK), which completes the switch.
@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kura_crypto::Key256;
-use kura_store::{KekState, ObjectChange, Store};
+use kura_store::{Change, KekState, ObjectChange, Store};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -380,12 +380,69 @@ pub fn switch(
         },
         version,
     )?;
-    if before.kek.master_key_id != new.id() {
-        keyring.rotate_master_key(new.clone())?;
-    }
+    rewrap_every_kek(keyring, store, &new)?;
     Ok(Switched {
         from: before.kek.master_key_id,
         to: new.id().to_string(),
         kek_id: before.kek.id,
     })
+}
+
+/// Re-wraps every KEK the keyring's master keys (current and previous) wrapped under `new`,
+/// in one transaction, then makes `new` the keyring's master key and the one in use until
+/// now its previous one. A retired KEK wrapped by an older master key is left as it is (no
+/// data key uses a retired KEK).
+fn rewrap_every_kek(
+    keyring: &Keyring,
+    store: &dyn Store,
+    new: &Arc<dyn MasterKey>,
+) -> Result<(), Error> {
+    let old = keyring.master();
+    let holders: Vec<Arc<dyn MasterKey>> = [Some(old.clone()), keyring.previous()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut done = false;
+    for _ in 0..8 {
+        let Some(snap) = store.snapshot()? else {
+            return Err(Error::Store(kura_store::Error::NotInitialized {
+                location: "the keystore".into(),
+            }));
+        };
+        let mut changes = Vec::new();
+        for rec in snap.keks.iter().filter(|k| k.master_key_id != new.id()) {
+            let Some(by) = holders.iter().find(|m| m.id() == rec.master_key_id) else {
+                tracing::warn!(
+                    kek = rec.id,
+                    wrapped_by = %rec.master_key_id,
+                    "a retired KEK stays wrapped by a master key that is no longer configured"
+                );
+                continue;
+            };
+            let kek = by.unwrap_kek(rec.id, &rec.wrapped)?;
+            changes.push(Change::RewrapKek {
+                id: rec.id,
+                wrapped: new.wrap_kek(rec.id, &kek)?,
+                master_key_id: new.id().to_string(),
+            });
+        }
+        if changes.is_empty() {
+            done = true;
+            break;
+        }
+        match store.commit(snap.generation, &changes) {
+            Ok(_) => {
+                done = true;
+                break;
+            }
+            Err(kura_store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !done {
+        return Err(Error::Contention("master key switch"));
+    }
+    // The KEK is now wrapped by `new`: the keyring checks that, and re-wraps nothing.
+    keyring.use_master_keys(new.clone(), Some(old))?;
+    Ok(())
 }
