@@ -5,18 +5,18 @@
 //! variable in its own multi-threaded process, so each test runs twice: in the test
 //! process it makes a token of its own in a throwaway SoftHSM directory, then re-runs
 //! itself in a child process with `SOFTHSM2_CONF` set (`kura_testkit::SoftHsm::run_test`),
-//! where the body loads the module. A machine without SoftHSM gets it installed, or the
+//! where the body loads the module. Each test has a SoftHSM directory of its own. A machine without SoftHSM gets it installed, or the
 //! test fails saying how to install it: nothing is skipped.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use kura_crypto::Key256;
+use kura_crypto::{Aes256Gcm, CtrCipher, CtrMethod, Key256};
 use kura_format::wrapped::{self, Kind};
 use kura_keys::Error;
 use kura_keys::config::{MasterKeySpec, Pkcs11Spec};
@@ -31,19 +31,14 @@ const PIN_VAR: &str = "KURA_TEST_HSM_PIN";
 const TOKEN_VAR: &str = "KURA_TEST_TOKEN";
 const ORIGIN: &str = "[security.encryption.master-key]";
 
-/// The SoftHSM directory of this test process (the parent side).
-fn hsm() -> &'static SoftHsm {
-    static HSM: OnceLock<SoftHsm> = OnceLock::new();
-    HSM.get_or_init(|| SoftHsm::new().unwrap())
-}
-
-/// Parent side: a token labelled after the test, then the test again in a child.
+/// Parent side: a SoftHSM directory and token of the test's own (another test's child
+/// scanning a token directory while a token is being created in it gets
+/// `CKR_GENERAL_ERROR`), then the test again in a child.
 fn in_child_with_a_token(name: &str) {
+    let hsm = SoftHsm::new().unwrap();
     let label: String = name.chars().take(32).collect();
-    hsm().init_token(&label, PIN, SO_PIN).unwrap();
-    hsm()
-        .run_test(name, &[(TOKEN_VAR, label.as_ref())])
-        .unwrap();
+    hsm.init_token(&label, PIN, SO_PIN).unwrap();
+    hsm.run_test(name, &[(TOKEN_VAR, label.as_ref())]).unwrap();
 }
 
 /// Child side: the test's token.
@@ -71,8 +66,9 @@ impl Token {
         }
     }
 
-    /// Makes a secret key with `template` (plus the label) directly through cryptoki.
-    fn raw_key(&self, label: &str, mechanism: &Mechanism, template: &[Attribute]) {
+    /// Makes a secret key with `template` (plus the label) directly through cryptoki:
+    /// generated with `mechanism`, or imported when `mechanism` is `None`.
+    fn raw_key(&self, label: &str, mechanism: Option<&Mechanism>, template: &[Attribute]) {
         let ctx = Pkcs11::new(&self.module).unwrap();
         // The provider may have initialised the module in this process already.
         let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
@@ -87,7 +83,10 @@ impl Token {
         let mut t = template.to_vec();
         t.push(Attribute::Label(label.as_bytes().to_vec()));
         t.push(Attribute::Token(true));
-        session.generate_key(mechanism, &t).unwrap();
+        match mechanism {
+            Some(m) => session.generate_key(m, &t).map(drop).unwrap(),
+            None => session.create_object(&t).map(drop).unwrap(),
+        }
     }
 }
 
@@ -253,20 +252,20 @@ hsm_test!(a_missing_or_unsuitable_key_is_named, |t| {
     ];
     let usable = [Attribute::Encrypt(true), Attribute::Decrypt(true)];
     let aes128 = [&aes[..], &usable, &[Attribute::ValueLen(16.into())]].concat();
-    t.raw_key("aes128", &Mechanism::AesKeyGen, &aes128);
+    t.raw_key("aes128", Some(&Mechanism::AesKeyGen), &aes128);
     let no_encrypt = [
         &aes[..],
         &[Attribute::Encrypt(false), Attribute::Decrypt(true)],
         &[Attribute::ValueLen(32.into())],
     ]
     .concat();
-    t.raw_key("sign-only", &Mechanism::AesKeyGen, &no_encrypt);
+    t.raw_key("sign-only", Some(&Mechanism::AesKeyGen), &no_encrypt);
     let generic = [
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::GENERIC_SECRET),
         Attribute::ValueLen(32.into()),
     ];
-    t.raw_key("generic", &Mechanism::GenericSecretKeyGen, &generic);
+    t.raw_key("generic", Some(&Mechanism::GenericSecretKeyGen), &generic);
     for (label, needle) in [
         ("aes128", "an AES key of 16 bytes"),
         ("sign-only", "CKA_ENCRYPT"),
@@ -283,7 +282,7 @@ hsm_test!(a_missing_or_unsuitable_key_is_named, |t| {
     assert!(e.to_string().contains("exists already"), "{e}");
     t.raw_key(
         "kura-master",
-        &Mechanism::AesKeyGen,
+        Some(&Mechanism::AesKeyGen),
         &[&aes[..], &usable, &[Attribute::ValueLen(32.into())]].concat(),
     );
     let e = Pkcs11MasterKey::open(&t.spec("kura-master")).err().unwrap();
@@ -327,4 +326,108 @@ hsm_test!(two_threads_share_one_provider, |t| {
     for th in threads {
         th.join().unwrap();
     }
+});
+
+hsm_test!(the_blob_is_as_docs_format_md_says, |t| {
+    // An imported key whose bytes the test knows, so that software can check the token.
+    let key: [u8; 32] = std::array::from_fn(|i| i as u8 * 7 + 1);
+    t.raw_key(
+        "known",
+        None,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Value(key.to_vec()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Sensitive(true),
+        ],
+    );
+    let mk = Pkcs11MasterKey::open(&t.spec("known")).unwrap();
+    let aes = Aes256Gcm::new(&Key256::from_slice(&key, "test key").unwrap()).unwrap();
+
+    // The id's check value is AES-256(key, 0¹²⁸)[0..3]: the CTR keystream at counter 0.
+    let mut block = [0u8; 16];
+    CtrCipher::new(CtrMethod::Aes256, &key, [0; 16])
+        .unwrap()
+        .apply_keystream(0, &mut block)
+        .unwrap();
+    assert_eq!(
+        mk.id(),
+        format!("pkcs11:{}/known#kcv:{}", t.label, hex::encode(&block[..3]))
+    );
+
+    // Token → software: header, then 01 ‖ IV ‖ ciphertext ‖ tag, AAD as documented.
+    let kek = Key256::generate().unwrap();
+    let blob = mk.wrap_kek(42, &kek).unwrap();
+    let w = mk.id().len();
+    let header = &blob[..14 + w];
+    assert_eq!(&header[..6], &[b'K', b'R', b'W', 1, 4, w as u8]);
+    assert_eq!(&header[6..6 + w], mk.id().as_bytes());
+    assert_eq!(&header[6 + w..], &42u64.to_be_bytes());
+    let body = &blob[14 + w..];
+    assert_eq!((body.len(), body[0]), (61, 1));
+    let aad = [&b"kura pkcs11 KEK v1"[..], header, &[1]].concat();
+    let iv: [u8; 12] = body[1..13].try_into().unwrap();
+    let mut ct = body[13..45].to_vec();
+    let tag: [u8; 16] = body[45..61].try_into().unwrap();
+    aes.open_in_place(&iv, &aad, &mut ct, &tag).unwrap();
+    assert_eq!(ct, kek.expose_secret());
+
+    // Software → token: a blob sealed from the document alone unwraps.
+    let iv = [0x5a; 12];
+    let mut ct = kek.expose_secret().to_vec();
+    let tag = aes.seal_in_place(&iv, &aad, &mut ct).unwrap();
+    let mine = [header, &[1], &iv, &ct, &tag].concat();
+    let back = mk.unwrap_kek(42, &mine).unwrap();
+    assert_eq!(back.expose_secret(), kek.expose_secret());
+    // Without the label in the AAD it does not.
+    let mut ct = kek.expose_secret().to_vec();
+    let tag = aes
+        .seal_in_place(&iv, &[header, &[1]].concat(), &mut ct)
+        .unwrap();
+    let unlabelled = [header, &[1], &iv, &ct, &tag].concat();
+    let e = mk.unwrap_kek(42, &unlabelled).err().unwrap();
+    assert!(matches!(e, Error::KekUnwrap { .. }), "{e}");
+});
+
+hsm_test!(a_logged_out_token_is_logged_in_again, |t| {
+    let mk = pkcs11::generate_key(&t.spec("kura-master")).unwrap();
+    let kek = Key256::generate().unwrap();
+    let blob = mk.wrap_kek(5, &kek).unwrap();
+    // Login is per application: logging out through another session logs the provider's
+    // session out too, as a token restart would.
+    let ctx = Pkcs11::new(&t.module).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == t.label)
+        .unwrap();
+    ctx.open_ro_session(slot).unwrap().logout().unwrap();
+    let back = mk.unwrap_kek(5, &blob).unwrap();
+    assert_eq!(back.expose_secret(), kek.expose_secret());
+    let again = mk.wrap_kek(6, &kek).unwrap();
+    assert_eq!(
+        mk.unwrap_kek(6, &again).unwrap().expose_secret(),
+        kek.expose_secret()
+    );
+
+    // The key replaced by another with the same label: found again, but refused.
+    let session = ctx.open_rw_session(slot).unwrap();
+    let _ = session.login(UserType::User, Some(&AuthPin::new(PIN.into())));
+    let label = Attribute::Label(b"kura-master".to_vec());
+    for h in session.find_objects(&[label]).unwrap() {
+        session.destroy_object(h).unwrap();
+    }
+    let replaced = pkcs11::generate_key(&t.spec("kura-master")).unwrap();
+    assert_ne!(replaced.id(), mk.id());
+    let e = mk.wrap_kek(7, &kek).err().unwrap();
+    let text = e.to_string();
+    assert!(text.contains("changed while kura ran"), "{text}");
+    assert!(
+        text.contains(mk.id()) && text.contains(replaced.id()),
+        "{text}"
+    );
 });

@@ -9,6 +9,10 @@
 //! --free`; [`SoftHsm::module`] is the PKCS#11 library, found in the usual places
 //! ([`MODULE_PATHS`]). Dropping a [`SoftHsm`] removes its directory.
 //!
+//! A process that loads the module while another creates a token in the same directory
+//! may get `CKR_GENERAL_ERROR` from `C_GetSlotList`: tests that run at once should each
+//! have a [`SoftHsm`] of their own (a few milliseconds each).
+//!
 //! # Installing
 //! When `softhsm2-util` is missing, the Debian package [`PACKAGE`] is installed with
 //! `apt-get` (as root; after an `apt-get update` if the first attempt fails). If that fails

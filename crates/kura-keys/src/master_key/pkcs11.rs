@@ -13,8 +13,9 @@
 //!
 //! One session per provider, logged in as the user, behind a mutex: calls from several
 //! threads take turns (an unwrap is a fraction of a millisecond). If the token drops the
-//! session (a restarted HSM, a closed session), the provider opens a new one and logs in
-//! again once, which is why it keeps the PIN, in a zeroizing string that no `Debug`,
+//! session or the login (a restarted HSM, a closed session, a logout), the provider opens
+//! a new session, logs in, finds the key again (it must still have the same id) and
+//! retries once, which is why it keeps the PIN, in a zeroizing string that no `Debug`,
 //! log line or error shows.
 
 use std::path::{Path, PathBuf};
@@ -48,19 +49,24 @@ const BODY_LEN: usize = 1 + IV_LEN + Key256::LEN + TAG_LEN;
 /// An AES-256 key in a PKCS#11 token, used as the master key.
 pub struct Pkcs11MasterKey {
     token: Token,
-    key: ObjectHandle,
     id: String,
     source: String,
 }
 
-/// What is needed to (re)open a logged-in session.
+/// What is needed to (re)open a logged-in session and find the key again.
 struct Token {
     ctx: Pkcs11,
     slot: Slot,
-    label: String,
     pin: Zeroizing<String>,
-    pin_env: String,
-    session: Mutex<Option<Session>>,
+    /// The spec without its PIN, for finding the key again and for error messages.
+    spec: Pkcs11Spec,
+    session: Mutex<Option<Open>>,
+}
+
+/// A logged-in session and the key's handle in it.
+struct Open {
+    session: Session,
+    key: ObjectHandle,
 }
 
 impl Pkcs11MasterKey {
@@ -70,13 +76,8 @@ impl Pkcs11MasterKey {
         let session = token.login(false)?;
         let key = find_key(&session, spec)?;
         let (id, source) = describe(&session, key, spec)?;
-        *token.session.lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
-        Ok(Self {
-            token,
-            key,
-            id,
-            source,
-        })
+        *token.session.lock().unwrap_or_else(PoisonError::into_inner) = Some(Open { session, key });
+        Ok(Self { token, id, source })
     }
 }
 
@@ -136,10 +137,10 @@ impl MasterKey for Pkcs11MasterKey {
         let mut blob = wrapped::external(&self.id, kek_id)?;
         let iv: [u8; IV_LEN] = rng::nonce()?;
         let aad = aad(&blob);
-        let sealed = self.token.with_session("C_Encrypt", |s| {
+        let sealed = self.token.with_session(&self.id, "C_Encrypt", |s, key| {
             let mut iv = iv;
             let params = GcmParams::new(&mut iv, &aad, (TAG_LEN as u64 * 8).into())?;
-            s.encrypt(&Mechanism::AesGcm(params), self.key, kek.expose_secret())
+            s.encrypt(&Mechanism::AesGcm(params), key, kek.expose_secret())
         })?;
         if sealed.len() != Key256::LEN + TAG_LEN {
             return Err(Error::Pkcs11 {
@@ -201,10 +202,10 @@ impl Pkcs11MasterKey {
         let mut iv = [0u8; IV_LEN];
         iv.copy_from_slice(&body[1..1 + IV_LEN]);
         let sealed = &body[1 + IV_LEN..];
-        Ok(self.token.try_with_session(|s| {
+        Ok(self.token.try_with_session(&self.id, |s, key| {
             let mut iv = iv;
             let params = GcmParams::new(&mut iv, &aad, (TAG_LEN as u64 * 8).into())?;
-            s.decrypt(&Mechanism::AesGcm(params), self.key, sealed)
+            s.decrypt(&Mechanism::AesGcm(params), key, sealed)
                 .map(Zeroizing::new)
         }))
     }
@@ -292,9 +293,15 @@ impl Token {
         Ok(Self {
             ctx,
             slot,
-            label: spec.token_label.clone(),
             pin: Zeroizing::new(pin.as_str().to_owned()),
-            pin_env: spec.pin_env.clone(),
+            spec: Pkcs11Spec {
+                module: spec.module.clone(),
+                token_label: spec.token_label.clone(),
+                key_label: spec.key_label.clone(),
+                pin_env: spec.pin_env.clone(),
+                pin: None,
+                origin: spec.origin.clone(),
+            },
             session: Mutex::new(None),
         })
     }
@@ -314,46 +321,67 @@ impl Token {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
             Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinLenRange, _)) => {
                 Err(Error::Pkcs11PinIncorrect {
-                    token: self.label.clone(),
-                    variable: self.pin_env.clone(),
+                    token: self.spec.token_label.clone(),
+                    variable: self.spec.pin_env.clone(),
                 })
             }
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(Error::Pkcs11PinLocked {
-                token: self.label.clone(),
+                token: self.spec.token_label.clone(),
             }),
             Err(e) => Err(failed("C_Login", &e)),
         }
     }
 
-    /// Runs `op` in the provider's session; if the token lost the session, opens a new
-    /// one, logs in and runs `op` once more.
+    /// Runs `op` in the provider's session with the key's handle; if the token lost the
+    /// session, opens a new one, logs in, finds the key again (checking that it is still
+    /// the key `id` names) and runs `op` once more.
     fn with_session<T>(
         &self,
+        id: &str,
         operation: &'static str,
-        op: impl Fn(&Session) -> Result<T, CkError>,
+        op: impl Fn(&Session, ObjectHandle) -> Result<T, CkError>,
     ) -> Result<T, Error> {
-        self.try_with_session(op)
+        self.try_with_session(id, op)
             .map_err(|f| f.into_error(operation))
     }
 
     fn try_with_session<T>(
         &self,
-        op: impl Fn(&Session) -> Result<T, CkError>,
+        id: &str,
+        op: impl Fn(&Session, ObjectHandle) -> Result<T, CkError>,
     ) -> Result<T, Failure> {
         // A panic while holding the lock cannot leave the session half-changed: every
         // operation here is a single C_*Init + C_* pair that the token resets itself.
         let mut guard = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = guard.as_ref() {
-            match op(s) {
+        if let Some(o) = guard.as_ref() {
+            match op(&o.session, o.key) {
                 Err(CkError::Pkcs11(rv, _)) if session_lost(rv) => {}
                 other => return other.map_err(Failure::Ck),
             }
         }
         *guard = None;
-        let s = self.login(false).map_err(Failure::Reopen)?;
-        let out = op(&s).map_err(Failure::Ck);
-        *guard = Some(s);
+        let o = self.reopen(id).map_err(Failure::Reopen)?;
+        let out = op(&o.session, o.key).map_err(Failure::Ck);
+        *guard = Some(o);
         out
+    }
+
+    /// A new logged-in session and the key found again in it.
+    fn reopen(&self, id: &str) -> Result<Open, Error> {
+        let session = self.login(false)?;
+        let key = find_key(&session, &self.spec)?;
+        let (now, _) = describe(&session, key, &self.spec)?;
+        if now != id {
+            return Err(Error::Pkcs11Key {
+                token: self.spec.token_label.clone(),
+                key: self.spec.key_label.clone(),
+                detail: format!(
+                    "the key with this label changed while kura ran: it was {id}, it is now {now}; \
+                     restart kura (the keystore names the key that wrapped the KEK)"
+                ),
+            });
+        }
+        Ok(Open { session, key })
     }
 }
 
@@ -366,6 +394,8 @@ fn session_lost(rv: RvError) -> bool {
             | RvError::UserNotLoggedIn
             | RvError::DeviceRemoved
             | RvError::TokenNotPresent
+            | RvError::ObjectHandleInvalid
+            | RvError::KeyHandleInvalid
     )
 }
 
