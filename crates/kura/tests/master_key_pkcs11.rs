@@ -167,3 +167,93 @@ fn init_encrypt_restart_decrypt_status_and_errors() {
         "{out}"
     );
 }
+
+/// `kura set-mode pkcs11` moves a keystore made with a key file into the token online;
+/// later runs with no master-key configuration use the recorded mode (the PIN still from
+/// its variable), and `kura set-mode local` moves it back.
+#[test]
+fn set_mode_local_to_pkcs11_and_back() {
+    let hsm = SoftHsm::new().unwrap();
+    hsm.init_token(TOKEN, PIN, "kura-so-1357").unwrap();
+    let (sb, key) = Sandbox::with_key();
+    sb.secret(PIN.as_bytes());
+    sb.init(&key);
+    let plain = data(10_000, 3);
+    let ct = sb.kura_stdin(&key, &["encrypt"], &plain).ok().stdout;
+
+    let module = hsm.module().to_str().unwrap();
+    let mut keygen = sb.cmd();
+    keygen.envs(hsm.env()).env(PIN_VAR, PIN).args([
+        "pkcs11",
+        "keygen",
+        "--module",
+        module,
+        "--token-label",
+        TOKEN,
+        "--key-label",
+        "kura-master",
+        "--pin-env",
+        PIN_VAR,
+    ]);
+    sb.exec(&mut keygen).ok();
+    let mut set = sb.keyed(&key);
+    set.envs(hsm.env()).env(PIN_VAR, PIN).args([
+        "set-mode",
+        "pkcs11",
+        "--module",
+        module,
+        "--token-label",
+        TOKEN,
+        "--key-label",
+        "kura-master",
+        "--pin-env",
+        PIN_VAR,
+    ]);
+    sb.exec(&mut set).ok();
+
+    // No master key configured: the recorded PKCS#11 key, the PIN from its variable.
+    let bare = || {
+        let mut c = sb.cmd();
+        c.envs(hsm.env())
+            .env(PIN_VAR, PIN)
+            .arg("--data-dir")
+            .arg(sb.data_dir());
+        c
+    };
+    let st = sb
+        .exec(bare().args(["--output", "json", "status"]))
+        .ok()
+        .json();
+    assert_eq!(st["master_key"]["mode"], "pkcs11", "{st:#}");
+    let id = st["master_key"]["id"].as_str().unwrap();
+    assert!(
+        id.starts_with(&format!("pkcs11:{TOKEN}/kura-master#kcv:")),
+        "{st:#}"
+    );
+    assert_eq!(st["kek"]["master_key_id"], id, "{st:#}");
+    let back = sb
+        .exec(bare().arg("decrypt").write_stdin(ct.clone()))
+        .ok()
+        .stdout;
+    assert_eq!(back, plain);
+    sb.exec(
+        bare()
+            .env_remove(PIN_VAR)
+            .arg("decrypt")
+            .write_stdin(ct.clone()),
+    )
+    .fails_with(&[PIN_VAR, "not set"]);
+
+    // And back to the key file.
+    let key_path = key.to_str().unwrap();
+    sb.exec(bare().args(["set-mode", "local", "--key-file", key_path]))
+        .ok();
+    let back = sb.kura_stdin(&key, &["decrypt"], &ct).ok().stdout;
+    assert_eq!(back, plain);
+    assert!(
+        sb.status(&key)["master_key"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("local:")
+    );
+}
