@@ -134,12 +134,32 @@ pub(crate) fn open_store(cli: &Cli) -> Result<(Keyring, OpenReport, Settings, Ar
     let s = settings(cli)?;
     let store = self::store(&s, false)?;
     let (master, previous, _) = master_keys_in(&s, &*store)?;
-    let (k, report) = Keyring::open(
+    let opened = Keyring::open(
         store.clone(),
         master,
         previous,
         keyring_settings(&s),
         Arc::new(SystemClock),
-    )?;
+    );
+    let (k, report) = match opened {
+        Err(e @ kura_keys::Error::WrongMasterKey { .. }) if s.master_key.is_some() => {
+            return Err(with_recorded_hint(e, &*store));
+        }
+        r => r?,
+    };
     Ok((k, report, s, store))
+}
+
+/// A wrong configured master key, with the key `kura set-mode` recorded, if any: the
+/// configuration wins over the record, which is the likely mistake.
+fn with_recorded_hint(e: kura_keys::Error, store: &dyn Store) -> anyhow::Error {
+    match descriptor::recorded(store) {
+        Ok(Some((r, _))) => anyhow::Error::new(e).context(format!(
+            "the keystore records the master key {} (kura set-mode), but another one is configured, \
+             which wins; unset the configured master key (--master-key-file, KURA_MASTER_KEY_FILE, \
+             KURA_MASTER_KEY_ENV, KURA_AWS_CMK or [security.encryption.master-key]) to use the recorded one",
+            r.current
+        )),
+        _ => e.into(),
+    }
 }

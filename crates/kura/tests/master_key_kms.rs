@@ -433,6 +433,12 @@ fn set_mode_local_to_kms_to_another_kms_to_local() {
     );
     assert_eq!(st["recorded_master_key"]["current"]["region"], REGION);
     assert_eq!(st["recorded_master_key"]["previous"]["mode"], "local");
+    // The old key still configured: it wins over the record, and the error says so.
+    let err = fails(local().arg("status"));
+    assert!(
+        err.contains("records the master key kms key") && err.contains("wrong master key"),
+        "{err}"
+    );
     let text = ok(bare().arg("status"));
     assert!(
         text.contains("mode:                kms") && text.contains(&mk.endpoint),
@@ -497,4 +503,82 @@ fn set_mode_local_to_kms_to_another_kms_to_local() {
     // Flags of another mode are refused.
     let err = fails(bare().args(["set-mode", "local", "--key-id", "x"]));
     assert!(err.contains("mode local takes no --key-id"), "{err}");
+}
+
+#[test]
+fn set_mode_pkcs11_records_the_pin_variable_never_the_pin() {
+    const PIN: &str = "kura-user-97531";
+    let hsm = kura_testkit::SoftHsm::new().unwrap();
+    hsm.init_token("kura-modes", PIN, "kura-so-86420").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ks");
+    let key_file = write_master_key(dir.path(), "first.key", &[5; 32]).unwrap();
+    let nobody = Kms {
+        endpoint: String::new(),
+        akid: "none".into(),
+        secret: "none".into(),
+    };
+    let bare = || {
+        let mut c = kura(&data, &nobody);
+        c.envs(hsm.env()).env("KURA_TEST_MODE_PIN", PIN);
+        c
+    };
+    let module = hsm.module().to_str().unwrap().to_string();
+    let token = [
+        "--module",
+        module.as_str(),
+        "--token-label",
+        "kura-modes",
+        "--key-label",
+        "kura-master",
+        "--pin-env",
+        "KURA_TEST_MODE_PIN",
+    ];
+    ok(bare().args(["pkcs11", "keygen"]).args(token));
+    ok(bare().env("KURA_MASTER_KEY_FILE", &key_file).arg("init"));
+    let f0 = encrypt(
+        bare().env("KURA_MASTER_KEY_FILE", &key_file),
+        dir.path(),
+        "f0",
+        "local, then in a token",
+    );
+
+    let j = json(
+        bare()
+            .env("KURA_MASTER_KEY_FILE", &key_file)
+            .args(["set-mode", "pkcs11"])
+            .args(token),
+    );
+    assert_eq!(j["master_key"]["mode"], "pkcs11");
+    assert!(
+        j["master_key_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pkcs11:kura-modes/kura-master")
+    );
+    decrypts(&mut bare(), &f0, "local, then in a token");
+    let f1 = encrypt(&mut bare(), dir.path(), "f1", "in the token");
+    let st = ok(bare().args(["--output", "json", "status"]));
+    assert!(
+        !st.contains(PIN),
+        "the PIN is never recorded nor shown: {st}"
+    );
+    let st: Value = serde_json::from_str(&st).unwrap();
+    assert_eq!(st["master_key"]["mode"], "pkcs11");
+    assert_eq!(
+        st["recorded_master_key"]["current"]["pin-env"],
+        "KURA_TEST_MODE_PIN"
+    );
+    let err = fails(bare().env_remove("KURA_TEST_MODE_PIN").arg("status"));
+    assert!(err.contains("KURA_TEST_MODE_PIN"), "{err}");
+
+    ok(bare()
+        .arg("set-mode")
+        .arg("local")
+        .arg("--key-file")
+        .arg(&key_file));
+    for (f, t) in [(&f0, "local, then in a token"), (&f1, "in the token")] {
+        decrypts(&mut bare(), f, t);
+    }
+    assert_eq!(json(bare().arg("status"))["master_key"]["mode"], "local");
 }
