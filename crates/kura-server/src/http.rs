@@ -130,6 +130,8 @@ fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Caller, KmsError> {
+    // A keystore that cannot be reached is reported as such, not as an unknown access key.
+    kms.refresh()?;
     let hs: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| {

@@ -21,6 +21,9 @@ use kura_store::{Object, ObjectChange, Store};
 use crate::error::{Kind, KmsError, KmsResult};
 use crate::model::{KIND_ALIAS, KIND_KEY, KIND_MATERIAL, KeyDoc, PENDING_DELETION};
 
+/// How long a node answers from its caches without a successful check of the keystore.
+pub const MAX_UNCHECKED_SECS: i64 = 4;
+
 /// The keyring whose data keys seal KMS key material and user secrets.
 pub const KMS_KEYRING: &str = "kms";
 const WRITE_RETRIES: usize = 8;
@@ -63,6 +66,8 @@ pub struct Kms {
     pub(crate) users: crate::users::UserCache,
     seen_generation: AtomicU64,
     checked_at: AtomicI64,
+    /// When the keystore was last checked for changes successfully.
+    verified_at: AtomicI64,
     rotation: std::sync::OnceLock<Arc<kura_keys::background::RotationStats>>,
 }
 
@@ -78,6 +83,7 @@ impl Kms {
         id: Identity,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let now = clock.now();
         Self {
             store,
             keyring,
@@ -87,6 +93,7 @@ impl Kms {
             users: crate::users::UserCache::default(),
             seen_generation: AtomicU64::new(0),
             checked_at: AtomicI64::new(i64::MIN),
+            verified_at: AtomicI64::new(now),
             rotation: std::sync::OnceLock::new(),
         }
     }
@@ -142,12 +149,42 @@ impl Kms {
     }
 
     /// Drops caches if another writer changed the keystore (at most one check a second).
+    ///
+    /// No silent fallback: while the keystore cannot be reached, requests are answered
+    /// from the caches for at most [`MAX_UNCHECKED_SECS`] after the last successful
+    /// check, then refused until a check succeeds again, so that no node goes on using a
+    /// key another node has disabled or deleted.
     pub(crate) fn refresh(&self) -> KmsResult<()> {
         let now = self.now();
         let last = self.checked_at.load(Ordering::Relaxed);
-        if now == last || self.checked_at.swap(now, Ordering::Relaxed) == now {
+        let checked_this_second =
+            now == last || self.checked_at.swap(now, Ordering::Relaxed) == now;
+        // Within the window, one check a second is enough; past it (after a failure, or
+        // while another request's check is still under way after an idle spell), every
+        // request checks for itself rather than answer from caches.
+        if checked_this_second
+            && now - self.verified_at.load(Ordering::Relaxed) <= MAX_UNCHECKED_SECS
+        {
             return Ok(());
         }
+        match self.check_for_changes() {
+            Ok(()) => {
+                self.verified_at.store(now, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let unchecked = now - self.verified_at.load(Ordering::Relaxed);
+                tracing::error!(error = %e, unchecked_secs = unchecked, "cannot check the keystore for changes");
+                if unchecked <= MAX_UNCHECKED_SECS {
+                    Ok(())
+                } else {
+                    Err(Self::unreachable(unchecked))
+                }
+            }
+        }
+    }
+
+    fn check_for_changes(&self) -> Result<(), kura_keys::Error> {
         let g = self.store.objects_generation()?;
         if self.seen_generation.swap(g, Ordering::Relaxed) != g {
             self.keys.write().unwrap_or_else(lock_err).clear();
@@ -155,6 +192,15 @@ impl Kms {
         }
         self.keyring.refresh()?;
         Ok(())
+    }
+
+    fn unreachable(secs: i64) -> KmsError {
+        KmsError::new(
+            Kind::Internal,
+            format!(
+                "The keystore has not been reachable for {secs} s; requests are refused until it is (see the server log)"
+            ),
+        )
     }
 
     /// `arn:aws:kms:<region>:<account>:key/<id>`.

@@ -24,7 +24,7 @@ const REGION: &str = "us-east-1";
 
 /// One keystore database, its master key configuration and a user.
 struct Cluster {
-    _pg: PgServer,
+    pg: PgServer,
     url: String,
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -86,7 +86,7 @@ impl Cluster {
         let config = dir.path().join("kura.toml");
         write_config(&config, &key, None);
         let mut c = Self {
-            _pg: pg,
+            pg,
             url,
             dir,
             config,
@@ -501,4 +501,78 @@ fn the_master_key_rotates_under_load_with_no_failed_request() {
             .unwrap();
         assert_eq!(pt.plaintext().unwrap().as_ref(), &plain[..]);
     }
+}
+
+/// PostgreSQL stopped under a node: requests are refused with a clear error within a few
+/// seconds (no node goes on answering from caches a state it cannot check), heartbeats
+/// fail, and everything works again once PostgreSQL is back, with no restart.
+#[test]
+fn a_node_refuses_while_postgresql_is_down_and_recovers_when_it_returns() {
+    let c = Cluster::new();
+    let node = c.start_node();
+    let rt = runtime();
+    let kms = rt.block_on(c.client(&node));
+    let key = rt
+        .block_on(kms.create_key().send())
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .key_id()
+        .to_string();
+    // The error, if any, as its code and message.
+    let encrypt = || {
+        rt.block_on(kms.encrypt().key_id(&key).plaintext(Blob::new("x")).send())
+            .map(drop)
+            .map_err(|e| {
+                (
+                    e.code().unwrap_or_default().to_string(),
+                    e.message().unwrap_or_default().to_string(),
+                )
+            })
+    };
+    encrypt().unwrap();
+    c.pg.stop_server().unwrap();
+    let down = Instant::now();
+    let e = loop {
+        match encrypt() {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(
+                    down.elapsed()
+                        < Duration::from_secs(kura_server::MAX_UNCHECKED_SECS as u64 + 3),
+                    "still answering from caches long after PostgreSQL went away"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    eprintln!(
+        "cluster: PostgreSQL down, requests refused after {:?}",
+        down.elapsed()
+    );
+    assert_eq!(e.0, "KMSInternalException", "{e:?}");
+    assert!(e.1.contains("keystore has not been reachable"), "{e:?}");
+    let o = kura(&c).arg("status").output().unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unreachable") && err.contains("127.0.0.1"),
+        "{err}"
+    );
+    c.pg.start_server().unwrap();
+    let back = Instant::now();
+    while encrypt().is_err() {
+        assert!(
+            back.elapsed() < Duration::from_secs(20),
+            "no recovery after PostgreSQL returned"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "cluster: PostgreSQL back, requests served again after {:?}",
+        back.elapsed()
+    );
+    c.wait_status(Duration::from_secs(20), "the node heartbeats again", |s| {
+        nodes(s).len() == 1 && nodes(s)[0]["live"] == true
+    });
 }
