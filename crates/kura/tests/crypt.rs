@@ -19,7 +19,6 @@ fn stream_len(n: usize) -> usize {
     HEADER_LEN + n + 16 * n.div_ceil(65536).max(1)
 }
 
-#[test]
 fn stdin_to_stdout_round_trip() {
     let (sb, key) = Sandbox::initialised();
     let st = sb.status(&key);
@@ -41,7 +40,6 @@ fn stdin_to_stdout_round_trip() {
     assert_eq!(sb.files(), ["data", "master.key"]);
 }
 
-#[test]
 fn files_with_out_round_trip_200000_bytes() {
     let (sb, key) = Sandbox::initialised();
     let plain = data(200_000, 7);
@@ -86,7 +84,6 @@ fn files_with_out_round_trip_200000_bytes() {
     );
 }
 
-#[test]
 fn chunk_and_batch_boundaries_round_trip_through_files_and_pipes() {
     let (sb, key) = Sandbox::initialised();
     // File to file runs on several workers, one batch of 16 chunks (1 MiB) each; pipes
@@ -119,7 +116,6 @@ fn chunk_and_batch_boundaries_round_trip_through_files_and_pipes() {
     );
 }
 
-#[test]
 fn empty_input_round_trip() {
     let (sb, key) = Sandbox::initialised();
     let ct = sb.kura_stdin(&key, &["encrypt"], b"").ok().stdout;
@@ -139,7 +135,6 @@ fn empty_input_round_trip() {
     assert!(fs::read(sb.join("empty.out")).unwrap().is_empty());
 }
 
-#[test]
 fn context_must_match() {
     let (sb, key) = Sandbox::initialised();
     let plain = data(70_000, 3);
@@ -228,7 +223,6 @@ fn decrypts_to(sb: &Sandbox, key: &Path, name: &str, plain: &[u8]) {
     assert!(out == plain, "{name} does not decrypt to its plaintext");
 }
 
-#[test]
 fn data_survives_every_rotation() {
     let (sb, old, new, _) = Sandbox::two_keys();
     let texts: Vec<Vec<u8>> = (0..5).map(|i| data(1000 + 70_000 * i, i as u64)).collect();
@@ -266,7 +260,6 @@ fn data_survives_every_rotation() {
     assert_eq!(st["keks"].as_array().unwrap().len(), 3);
 }
 
-#[test]
 fn missing_input_and_unwritable_output() {
     let (sb, key) = Sandbox::initialised();
     for cmd in ["encrypt", "decrypt"] {
@@ -279,3 +272,13 @@ fn missing_input_and_unwritable_output() {
         .fails_with(&["cannot create no/dir/out"]);
     assert_eq!(sb.files(), ["data", "master.key", "p"]);
 }
+
+on_both_backends!(
+    stdin_to_stdout_round_trip,
+    files_with_out_round_trip_200000_bytes,
+    chunk_and_batch_boundaries_round_trip_through_files_and_pipes,
+    empty_input_round_trip,
+    context_must_match,
+    data_survives_every_rotation,
+    missing_input_and_unwritable_output,
+);

@@ -37,7 +37,6 @@ fn legacy_value(key: &[u8], plain: &[u8], hex_text: bool) -> Vec<u8> {
     format!("{text}\n").into_bytes()
 }
 
-#[test]
 fn raw_round_trip_through_stdin_and_stdout() {
     let (sb, key) = Sandbox::initialised();
     let plain = b"4111 1111 1111 1111".to_vec();
@@ -54,7 +53,6 @@ fn raw_round_trip_through_stdin_and_stdout() {
     }
 }
 
-#[test]
 fn base64_round_trip_and_json() {
     let (sb, key) = Sandbox::initialised();
     let run = sb.kura_stdin(&key, &["seal", "--base64"], b"hello").ok();
@@ -97,7 +95,6 @@ fn base64_round_trip_and_json() {
         .fails_with(&["not base64"]);
 }
 
-#[test]
 fn contexts_must_match() {
     let (sb, key) = Sandbox::initialised();
     let env = sb
@@ -137,7 +134,6 @@ fn contexts_must_match() {
     .fails_with(&["given twice"]);
 }
 
-#[test]
 fn legacy_values_open_with_a_legacy_key_in_both_formats() {
     let (sb, key) = Sandbox::initialised();
     for (i, key_as_base64) in [false, true].into_iter().enumerate() {
@@ -175,7 +171,6 @@ fn legacy_values_open_with_a_legacy_key_in_both_formats() {
         .usage_error(&["--legacy-key-file"]);
 }
 
-#[test]
 fn a_wrong_size_legacy_key_is_refused() {
     let (sb, key) = Sandbox::initialised();
     let bad = sb.write_file("bad.key", b"00112233445566778899aabbccddeeff0011\n", 0o400);
@@ -193,7 +188,6 @@ fn a_wrong_size_legacy_key_is_refused() {
     .fails_with(&["invalid legacy key", "16 bytes"]);
 }
 
-#[test]
 fn tampered_input_exits_1() {
     let (sb, key) = Sandbox::initialised();
     let (lk_path, _) = legacy_key(&sb, "legacy.key", false);
@@ -230,3 +224,12 @@ fn tampered_input_exits_1() {
     sb.kura_stdin(&key, &["open"], &env[..env.len() - 1])
         .fails_with(&[DECRYPT]);
 }
+
+on_both_backends!(
+    raw_round_trip_through_stdin_and_stdout,
+    base64_round_trip_and_json,
+    contexts_must_match,
+    legacy_values_open_with_a_legacy_key_in_both_formats,
+    a_wrong_size_legacy_key_is_refused,
+    tampered_input_exits_1,
+);

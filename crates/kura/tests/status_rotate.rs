@@ -43,7 +43,6 @@ fn rotate_data_key(sb: &Sandbox, key: &std::path::Path) -> String {
     j["id"].as_str().unwrap().to_string()
 }
 
-#[test]
 fn status_json_and_text() {
     let (sb, key) = Sandbox::initialised();
     let st = sb.status(&key);
@@ -80,7 +79,6 @@ fn status_json_and_text() {
     assert_eq!(sb.status(&key)["generation"], st["generation"]);
 }
 
-#[test]
 fn rotate_data_key_leaves_exactly_one_active() {
     let (sb, key) = Sandbox::initialised();
     let st0 = sb.status(&key);
@@ -115,7 +113,6 @@ fn rotate_data_key_leaves_exactly_one_active() {
     assert_eq!(text.matches("decrypt-only").count(), 2, "{text}");
 }
 
-#[test]
 fn rotate_kek_keeps_data_keys() {
     let (sb, key) = Sandbox::initialised();
     rotate_data_key(&sb, &key);
@@ -148,7 +145,6 @@ fn rotate_kek_keeps_data_keys() {
     assert_eq!(data_keys(&last), data_keys(&before));
 }
 
-#[test]
 fn rotate_master_key_with_previous_flag() {
     let (sb, old, new, st0) = Sandbox::two_keys();
     let old_id = st0["master_key"]["id"].as_str().unwrap().to_string();
@@ -181,7 +177,6 @@ fn rotate_master_key_with_previous_flag() {
     assert!(again.contains("nothing to do"), "{again}");
 }
 
-#[test]
 fn rotate_master_key_with_previous_from_environment() {
     let (sb, old, new, st0) = Sandbox::two_keys();
     let j = sb
@@ -212,7 +207,6 @@ fn rotate_master_key_with_previous_from_environment() {
     assert_eq!(sb.status(&old)["master_key"]["id"], st0["master_key"]["id"]);
 }
 
-#[test]
 fn any_command_with_a_previous_key_rewraps_and_says_so() {
     let (sb, old, new, st0) = Sandbox::two_keys();
     let text = sb
@@ -231,7 +225,6 @@ fn any_command_with_a_previous_key_rewraps_and_says_so() {
     sb.kura(&old, &["status"]).fails_with(&["wrong master key"]);
 }
 
-#[test]
 fn rotate_master_key_without_previous_fails() {
     let (sb, _old, new, st0) = Sandbox::two_keys();
     let kek = kek_id(&st0);
@@ -251,7 +244,6 @@ fn rotate_master_key_without_previous_fails() {
     assert_eq!(st["kek"]["master_key_id"], st0["master_key"]["id"]);
 }
 
-#[test]
 fn destroy_requires_yes_and_a_decrypt_only_key() {
     let (sb, key) = Sandbox::initialised();
     let first = active_id(&sb.status(&key));
@@ -312,7 +304,6 @@ fn destroy_requires_yes_and_a_decrypt_only_key() {
     assert_eq!(data_keys(&sb.status(&key)), data_keys(&st));
 }
 
-#[test]
 fn data_under_a_destroyed_key_cannot_be_decrypted() {
     let (sb, key) = Sandbox::initialised();
     let first = active_id(&sb.status(&key));
@@ -343,7 +334,6 @@ fn data_under_a_destroyed_key_cannot_be_decrypted() {
     );
 }
 
-#[test]
 fn data_key_rotates_on_use_when_due_or_when_the_method_changes() {
     let (sb, key) = Sandbox::initialised();
     let first = active_id(&sb.status(&key));
@@ -389,3 +379,16 @@ fn data_key_rotates_on_use_when_due_or_when_the_method_changes() {
     let states: Vec<String> = data_keys(&st).into_iter().map(|(_, s)| s).collect();
     assert_eq!(states, ["decrypt-only", "decrypt-only", "active"]);
 }
+
+on_both_backends!(
+    status_json_and_text,
+    rotate_data_key_leaves_exactly_one_active,
+    rotate_kek_keeps_data_keys,
+    rotate_master_key_with_previous_flag,
+    rotate_master_key_with_previous_from_environment,
+    any_command_with_a_previous_key_rewraps_and_says_so,
+    rotate_master_key_without_previous_fails,
+    destroy_requires_yes_and_a_decrypt_only_key,
+    data_under_a_destroyed_key_cannot_be_decrypted,
+    data_key_rotates_on_use_when_due_or_when_the_method_changes,
+);

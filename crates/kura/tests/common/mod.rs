@@ -5,17 +5,19 @@
 
 #![allow(dead_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use assert_cmd::Command;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use kura_testkit::KURA_VARS;
+use kura_testkit::{KURA_VARS, PgServer};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -155,19 +157,89 @@ pub(crate) fn assert_no_key_material(keys: &[Vec<u8>], what: &str, bytes: &[u8])
     }
 }
 
+/// The keystore the sandboxes of a test use: SQLite in `data/`, or a database of its own
+/// on the test binary's throwaway PostgreSQL server (`KURA_DATABASE_URL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: Cell<Backend> = const { Cell::new(Backend::Sqlite) };
+}
+
+/// Runs `test` with every sandbox it makes on `backend` (each test has a thread of its own).
+pub(crate) fn on_backend(backend: Backend, test: fn()) {
+    BACKEND.with(|b| b.set(backend));
+    test();
+}
+
+/// Runs each named test function (no `#[test]` of its own) on both keystores, as
+/// `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                crate::common::on_backend(crate::common::Backend::Sqlite, super::$name);
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                crate::common::on_backend(crate::common::Backend::Postgres, super::$name);
+            })*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// The test binary's PostgreSQL server, started on first use, stopped by its watchdog when
+/// the binary exits.
+static PG: LazyLock<Result<PgServer, String>> =
+    LazyLock::new(|| PgServer::start().map_err(|e| e.to_string()));
+
+/// A new database on the test binary's server; a test that cannot have one fails.
+fn new_database() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pg = match &*PG {
+        Ok(pg) => pg,
+        Err(e) => panic!("the PostgreSQL variant of this test needs PostgreSQL: {e}"),
+    };
+    let name = format!("kura_cli_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    pg.create_database(&name).unwrap()
+}
+
 /// A fresh temporary directory: the working directory of every run, with the keystore in
-/// `data/` under it.
+/// `data/` under it (or, on [`Backend::Postgres`], in a database of its own).
 pub(crate) struct Sandbox {
     dir: TempDir,
     secrets: RefCell<Vec<Vec<u8>>>,
+    database: Option<String>,
 }
 
 impl Sandbox {
     pub(crate) fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database = match BACKEND.with(Cell::get) {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                // The data directory exists on both backends, so listings compare alike.
+                fs::create_dir(dir.path().join("data")).unwrap();
+                Some(new_database())
+            }
+        };
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             secrets: RefCell::new(Vec::new()),
+            database,
         }
+    }
+
+    /// The keystore database URL on [`Backend::Postgres`].
+    pub(crate) fn database(&self) -> Option<&str> {
+        self.database.as_deref()
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -194,6 +266,9 @@ impl Sandbox {
         let mut c = Command::cargo_bin("kura").unwrap();
         for v in KURA_VARS {
             c.env_remove(v);
+        }
+        if let Some(url) = &self.database {
+            c.env("KURA_DATABASE_URL", url);
         }
         c.current_dir(self.path());
         c
