@@ -177,6 +177,7 @@ pub(crate) fn on_backend(backend: Backend, test: fn()) {
 
 /// Runs each named test function (no `#[test]` of its own) on both keystores, as
 /// `sqlite::NAME` and `postgres::NAME`.
+#[allow(unused_macros)]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -193,6 +194,7 @@ macro_rules! on_both_backends {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use on_both_backends;
 
 /// The test binary's PostgreSQL server, started on first use, stopped by its watchdog when
