@@ -385,7 +385,20 @@ pub fn restore(
             id: id.to_string(),
         });
     }
-    let generation = store.replace_all(expected_generation, &changes, &body.objects)?;
+    // The master-key mode `kura set-mode` recorded describes the backed-up keystore's
+    // master key: it is kept only if that is the key restoring now, else a process started
+    // without master-key configuration would look for a key that no longer wraps the KEK.
+    let same_master = body
+        .keks
+        .iter()
+        .any(|k| k.state == KekState::Active && k.master_key_id == master.id());
+    let objects: Vec<kura_store::Object> = body
+        .objects
+        .iter()
+        .filter(|o| same_master || o.kind != crate::master_key::descriptor::MASTER_KEY_KIND)
+        .cloned()
+        .collect();
+    let generation = store.replace_all(expected_generation, &changes, &objects)?;
     Ok(RestoreReport {
         backup: summary(body),
         generation,
@@ -394,7 +407,7 @@ pub fn restore(
         decrypt_only,
         destroyed,
         new_active,
-        objects: body.objects.len(),
+        objects: objects.len(),
     })
 }
 

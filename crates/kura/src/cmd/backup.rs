@@ -100,7 +100,7 @@ pub(crate) fn backup(cli: &Cli, a: &BackupArgs) -> Result<()> {
     };
     let s = env::settings(cli)?;
     let store = env::store(&s, false)?;
-    let (master, previous) = env::master_keys(&s)?;
+    let (master, previous, _) = env::master_keys_in(&s, &*store)?;
     let (bytes, summary) =
         backup::create(&*store, &*master, previous.as_deref(), SystemClock.now())
             .with_context(|| format!("cannot back up {}", env::keystore_location(&s)))?;
@@ -240,7 +240,19 @@ pub(crate) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<()> {
         Location::S3(l) => S3::new(l.clone(), &a.s3)?.get()?,
     };
     let s = env::settings(cli)?;
-    let (master, previous) = env::master_keys(&s)?;
+    // With no master key configured, a keystore being replaced (--force) may hold the one
+    // `kura set-mode` recorded; nothing is created before the backup is verified.
+    let existing = match s.master_key {
+        None => env::store(&s, false).ok(),
+        Some(_) => None,
+    };
+    let (master, previous) = match existing {
+        Some(store) => {
+            let (m, p, _) = env::master_keys_in(&s, &*store)?;
+            (m, p)
+        }
+        None => env::master_keys(&s)?,
+    };
     let verified = backup::open(&bytes, &*master, previous.as_deref())
         .with_context(|| format!("cannot restore {from}"))?;
     let location = env::keystore_location(&s);

@@ -22,7 +22,7 @@ use crate::output::emit;
 /// The KMS on the configured keystore (which must be initialised).
 fn open_kms(s: &kura_keys::config::Settings, id: Identity) -> Result<Kms> {
     let store = env::store(s, false)?;
-    let (master, previous) = env::master_keys(s)?;
+    let (master, previous, _) = env::master_keys_in(s, &*store)?;
     kms_on(store, master, previous, s, id)
 }
 
@@ -212,7 +212,7 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         }
         print!("{banner}");
         std::io::stdout().flush()?;
-        let heart = tokio::spawn(heartbeats(kms.clone(), node_id.clone(), node));
+        let heart = tokio::spawn(heartbeats(kms.clone(), node_id.clone(), node, source.clone()));
         let reload = tokio::spawn(reload_on_sighup(kms.clone(), source));
         let sweeper = {
             let kms = kms.clone();
@@ -254,17 +254,20 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
 /// Refreshes the node's registration every [`crate::nodes::HEARTBEAT`] with the keys it
 /// uses (after looking for changes other nodes made, so an idle node reports current
 /// keys), and removes expired nodes once a minute.
-async fn heartbeats(kms: Arc<Kms>, id: String, mut node: NodeInfo) {
+async fn heartbeats(kms: Arc<Kms>, id: String, mut node: NodeInfo, source: env::SettingsSource) {
     let mut tick = tokio::time::interval(crate::nodes::HEARTBEAT);
     tick.tick().await;
     for beat in 1u64.. {
         tick.tick().await;
-        let (kms, id, mut n) = (kms.clone(), id.clone(), node.clone());
+        let (kms, id, mut n, source) = (kms.clone(), id.clone(), node.clone(), source.clone());
         let sweep = beat.is_multiple_of(12);
         let r = tokio::task::spawn_blocking(move || -> anyhow::Result<NodeInfo> {
             let store = kms.store();
             if let Err(e) = kms.poll_changes() {
                 tracing::warn!(error = %e, "cannot look for key changes made by other nodes");
+            }
+            if let Err(e) = follow_recorded_master_key(&kms, &source) {
+                tracing::error!(error = %format!("{e:#}"), "cannot take the master key another node switched to");
             }
             crate::nodes::heartbeat(&*store, &id, &mut n, Some(NodeKeys::of(kms.keyring())))?;
             if sweep {
@@ -284,6 +287,30 @@ async fn heartbeats(kms: Arc<Kms>, id: String, mut node: NodeInfo) {
     }
 }
 
+/// A node started without a configured master key uses the one `kura set-mode` recorded in
+/// the keystore. When a command on another machine switches or rotates it, this node takes
+/// the new key at its next heartbeat, no SIGHUP needed. (A configured master key wins over
+/// the record: such a node waits for SIGHUP after its configuration changed.)
+fn follow_recorded_master_key(kms: &Kms, source: &env::SettingsSource) -> anyhow::Result<()> {
+    let st = kms.keyring().status();
+    if st.kek.master_key_id == st.master_key.id {
+        return Ok(());
+    }
+    let s = source.resolve()?;
+    if s.master_key.is_some() {
+        return Ok(());
+    }
+    let (master, previous, _) = env::master_keys_in(&s, &*kms.store())?;
+    if master.id() != st.kek.master_key_id {
+        // The record does not name the key the KEK is wrapped by (not yet, or not at all).
+        return Ok(());
+    }
+    let id = master.id().to_string();
+    kms.keyring().use_master_keys(master, previous)?;
+    tracing::info!(master_key = %id, "took the master key recorded by another node");
+    Ok(())
+}
+
 /// On SIGHUP, resolves the configuration again (the file and the key files are read anew)
 /// and hands the master keys it names to the keyring: a new master key is taken without a
 /// restart, the KEK re-wrapped under it if another node has not done so already.
@@ -297,7 +324,7 @@ async fn reload_on_sighup(kms: Arc<Kms>, source: env::SettingsSource) {
         let (kms, source) = (kms.clone(), source.clone());
         let r = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
             let s = source.resolve()?;
-            let (master, previous) = env::master_keys(&s)?;
+            let (master, previous, _) = env::master_keys_in(&s, &*kms.store())?;
             let id = master.id().to_string();
             let from = kms.keyring().use_master_keys(master, previous)?;
             tracing::info!(master_key = %id, rewrapped_from = ?from, "master key configuration reloaded (SIGHUP)");
