@@ -25,6 +25,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use kura_fs::{EncryptedFs, Method, Options, normalize};
+use kura_keys::Keyring;
+use kura_keys::config::Settings;
 use serde::Serialize;
 
 use crate::cli::{Cli, FsAction, FsArgs, FsMvArgs, FsPathArgs, FsPutArgs};
@@ -65,18 +67,62 @@ fn open_root(cli: &Cli, dir: &Path, create: bool) -> Result<Root> {
             dir.display()
         );
     }
-    let (keyring, _, s) = env::open(cli)?;
+    let (keyring, _, s, store) = env::open_store(cli)?;
+    let fs = open_with(dir, Arc::new(keyring), &s)?;
+    // Registered (by its absolute path) so that `kura destroy-data-key` looks at its files.
+    let absolute = std::fs::canonicalize(fs.root())
+        .with_context(|| format!("cannot resolve the data root {}", dir.display()))?;
+    crate::usage::register_fs_root(&*store, &absolute)?;
+    Ok(Root {
+        fs,
+        file_dictionary_log: s.file_dictionary_log,
+    })
+}
+
+/// Opens the data root `dir` with `keyring` and the configured method and dictionary
+/// format.
+fn open_with(dir: &Path, keyring: Arc<Keyring>, s: &Settings) -> Result<EncryptedFs> {
     let method: Method = s.method.as_str().parse()?;
     let opts = Options {
         method,
         file_dictionary_log: s.file_dictionary_log,
     };
-    let fs = EncryptedFs::open(dir, Arc::new(keyring), opts)
-        .with_context(|| format!("cannot open the data root {}", dir.display()))?;
-    Ok(Root {
-        fs,
-        file_dictionary_log: s.file_dictionary_log,
-    })
+    EncryptedFs::open(dir, keyring, opts)
+        .with_context(|| format!("cannot open the data root {}", dir.display()))
+}
+
+/// What in the registered data roots is encrypted under data key `id`, one line per root
+/// (for `kura destroy-data-key`). A root that cannot be opened (another process holds it)
+/// counts as a use: destroying is refused rather than done unchecked.
+pub(crate) fn files_under(
+    keyring: &Arc<Keyring>,
+    s: &Settings,
+    store: &dyn kura_store::ObjectStore,
+    id: u64,
+) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for root in crate::usage::fs_roots(store)? {
+        if !root.is_dir() {
+            continue;
+        }
+        match open_with(&root, keyring.clone(), s) {
+            Ok(fs) => {
+                let n = fs.entries().iter().filter(|(_, i)| i.key_id == id).count();
+                if n > 0 {
+                    lines.push(format!(
+                        "{n} files in the data root {}; re-encrypt them with `kura fs reencrypt --root {}`",
+                        root.display(),
+                        root.display()
+                    ));
+                }
+            }
+            Err(e) => lines.push(format!(
+                "the data root {} could not be checked ({e:#}); stop the process using it and try again",
+                root.display()
+            )),
+        }
+    }
+    Ok(lines)
 }
 
 /// The temporary name of `rel` (normalized): `.NAME.kura-tmp` in the same folder.

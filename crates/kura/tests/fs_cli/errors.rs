@@ -191,8 +191,25 @@ fn a_root_in_use_tampering_and_destroyed_keys() {
     );
     assert_eq!(fs::read(&p).unwrap(), raw);
 
-    // A destroyed data key: the files still under it cannot be read.
-    sb.kura(&key, &["destroy-data-key", &old, "--yes"]).ok();
+    // kura refuses to destroy the key p.db is still under …
+    sb.kura(&key, &["destroy-data-key", &old, "--yes"])
+        .fails_with(&[
+            &format!("data key {old} is still in use, so it is not destroyed"),
+            "1 files in the data root",
+            "re-encrypt them with `kura fs reencrypt --root",
+        ]);
+    // … and while another process holds the root it cannot check, so it refuses too.
+    let k = keyring(&sb.data_dir(), &key, "aes256-ctr");
+    let held = EncryptedFs::open(&sb.join(ROOT), k.clone(), Options::default()).unwrap();
+    sb.kura(&key, &["destroy-data-key", &old, "--yes"])
+        .fails_with(&[
+            "could not be checked",
+            "stop the process using it and try again",
+        ]);
+    drop(held);
+    // A data key destroyed anyway (through the library): the files still under it cannot
+    // be read.
+    k.destroy_data_key(old.parse().unwrap()).unwrap();
     assert_eq!(get(&sb, &key, "c.log"), b"ctr");
     fs_run(&sb, &key, &["get", "p.db"]).fails_with(&[
         "cannot read 'p.db'",

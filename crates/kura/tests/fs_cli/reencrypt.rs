@@ -111,6 +111,12 @@ fn after_a_rotation_files_move_to_the_new_key_and_the_old_one_can_go() {
     let new = active_id(&sb.status(&key));
     guard_data_keys(&sb, &key);
     assert!(listing(&sb, &key).iter().all(|(_, _, id)| *id == old));
+    // The old key is still used by the root's files: destroying it is refused.
+    sb.kura(&key, &["destroy-data-key", &old, "--yes"])
+        .fails_with(&[&format!(
+            "6 files in the data root {}; re-encrypt them with `kura fs reencrypt --root",
+            std::fs::canonicalize(sb.join(ROOT)).unwrap().display()
+        )]);
 
     let (j, _) = reencrypt(&sb, &key, &[], &[]);
     assert_eq!(j["rewritten"].as_array().unwrap().len(), 6);
