@@ -328,18 +328,9 @@ pub fn restore(
 ) -> Result<RestoreReport, Error> {
     let body = &backup.body;
     let old = &backup.kek;
-    let kek_id = new_id(|id| body.keks.iter().any(|k| k.id == id))?;
-    let kek_key = Key256::generate()?;
-    let kek_blob = master.wrap_kek(kek_id, &kek_key)?;
-    let kek = Kek::new(kek_id, kek_key)?;
-    let mut changes = vec![Change::InsertKek(KekRecord {
-        id: kek_id,
-        wrapped: kek_blob,
-        master_key_id: master.id().to_string(),
-        state: KekState::Active,
-        created_at: now,
-        retired_at: None,
-    })];
+    let (kek, kek_record) = Kek::generate(master, |id| body.keks.iter().any(|k| k.id == id), now)?;
+    let kek_id = kek.id;
+    let mut changes = vec![Change::InsertKek(kek_record)];
     let (mut decrypt_only, mut destroyed) = (0, 0);
     let mut had_active = BTreeSet::new();
     for d in &body.data_keys {

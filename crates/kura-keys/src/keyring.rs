@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use kura_crypto::{Key256, SecretBytes};
 use kura_format::{EncryptionContext, envelope, stream};
-use kura_store::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Keystore};
+use kura_store::{Change, DataKeyRecord, DataKeyState, Keystore};
 
 pub use state::DataKey;
 pub use status::{DataKeyStatus, KekStatus, MasterKeyStatus, Status};
@@ -86,21 +86,11 @@ impl Keyring {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
         let now = clock.now();
-        let kek_id = new_id(|_| false)?;
-        let kek_key = Key256::generate()?;
-        let kek_blob = master.wrap_kek(kek_id, &kek_key)?;
-        let kek = Kek::new(kek_id, kek_key)?;
-        let dk_id = new_id(|id| id == kek_id)?;
+        let (kek, kek_record) = Kek::generate(&*master, |_| false, now)?;
+        let dk_id = new_id(|id| id == kek.id)?;
         let dk = Key256::generate()?;
         store.initialize(&[
-            Change::InsertKek(KekRecord {
-                id: kek_id,
-                wrapped: kek_blob,
-                master_key_id: master.id().to_string(),
-                state: KekState::Active,
-                created_at: now,
-                retired_at: None,
-            }),
+            Change::InsertKek(kek_record),
             Change::InsertDataKey(new_data_key_record(&settings, &kek, dk_id, &dk, now)?),
         ])?;
         let (k, _) = Self::open(store, master, None, settings, clock)?;
@@ -439,30 +429,20 @@ impl Keyring {
     /// transaction. No data is touched. Returns the new KEK id.
     pub fn rotate_kek(&self) -> Result<u64, Error> {
         self.mutate("KEK rotation", |st, now| {
-            let id = new_id(|id| st.snapshot.keks.iter().any(|k| k.id == id))?;
-            let key = Key256::generate()?;
-            let master = self.master();
-            let wrapped = master.wrap_kek(id, &key)?;
-            let kek = Kek::new(id, key)?;
+            let taken = |id| st.snapshot.keks.iter().any(|k| k.id == id);
+            let (kek, record) = Kek::generate(&*self.master(), taken, now)?;
             let mut changes = vec![
                 Change::RetireKek {
                     id: st.kek.id,
                     at: now,
                 },
-                Change::InsertKek(KekRecord {
-                    id,
-                    wrapped,
-                    master_key_id: master.id().to_string(),
-                    state: KekState::Active,
-                    created_at: now,
-                    retired_at: None,
-                }),
+                Change::InsertKek(record),
             ];
             for dk in st.keys.values() {
                 changes.push(Change::RewrapDataKey {
                     id: dk.id,
                     wrapped: kek.wrap(dk.id, &dk.key)?,
-                    kek_id: id,
+                    kek_id: kek.id,
                 });
             }
             Ok(changes)

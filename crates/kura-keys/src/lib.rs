@@ -16,6 +16,8 @@
 //! - [`Vault`]: the API for applications: [`Vault::from_config`] opens the keystore
 //!   configured as for the CLI, [`Vault::seal`] and [`Vault::open`] handle record
 //!   envelopes, and [`Vault::open_any`] also reads legacy AES-128-CBC values.
+//! - [`aws`]: what a failed AWS SDK call amounts to (the KMS master key here, S3 backups in
+//!   the CLI), so that every message says what to check.
 //!
 //! ## Using kura from an application
 //!
@@ -33,6 +35,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod background;
 pub mod backup;
 pub mod clock;

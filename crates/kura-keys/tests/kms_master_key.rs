@@ -6,6 +6,7 @@
 //! moto can produce with a message naming the key and the endpoint.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
@@ -433,11 +434,7 @@ impl MasterKey for Counted {
 }
 
 /// A local master key in a key file, and its descriptor.
-fn local_key(
-    dir: &std::path::Path,
-    name: &str,
-    byte: u8,
-) -> (Arc<dyn MasterKey>, MasterKeyDescriptor) {
+fn local_key(dir: &Path, name: &str, byte: u8) -> (Arc<dyn MasterKey>, MasterKeyDescriptor) {
     let path = kura_testkit::write_master_key(dir, name, &[byte; 32]).unwrap();
     let spec = MasterKeySpec::File {
         path,
@@ -447,6 +444,16 @@ fn local_key(
         master_key::load(Some(&spec)).unwrap(),
         MasterKeyDescriptor::from_spec(&spec),
     )
+}
+
+/// A SQLite keystore at `path` initialised under a local master key (`m.key` beside it,
+/// 32 bytes `byte`): the key, its descriptor and the keyring.
+fn local_keystore(path: &Path, byte: u8) -> (Arc<dyn MasterKey>, MasterKeyDescriptor, Keyring) {
+    let dir = path.parent().unwrap();
+    let (local, desc) = local_key(dir, "m.key", byte);
+    let store = Arc::new(SqliteKeystore::open(path).unwrap());
+    let keyring = Keyring::init(store, local.clone(), settings(), Arc::new(SystemClock));
+    (local, desc, keyring.unwrap())
 }
 
 /// Loads a master key as `master_key::load` does, KMS keys with the test's credentials.
@@ -468,14 +475,7 @@ fn a_running_keyring_keeps_working_across_a_switch_to_kms() {
     let key = admin.create_key();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keystore.db");
-    let (local, local_desc) = local_key(dir.path(), "m.key", 3);
-    let running = Keyring::init(
-        Arc::new(SqliteKeystore::open(&path).unwrap()),
-        local.clone(),
-        settings(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let (local, local_desc, running) = local_keystore(&path, 3);
     let mut before = Vec::new();
     running.seal(&ctx(), b"before", &mut before).unwrap();
 
@@ -558,14 +558,7 @@ fn a_switch_cut_short_after_the_record_completes_at_the_next_start() {
     let key = admin.create_key();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keystore.db");
-    let (local, local_desc) = local_key(dir.path(), "m.key", 4);
-    let k = Keyring::init(
-        Arc::new(SqliteKeystore::open(&path).unwrap()),
-        local.clone(),
-        settings(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    let (local, local_desc, k) = local_keystore(&path, 4);
     let mut sealed = Vec::new();
     k.seal(&ctx(), b"kept", &mut sealed).unwrap();
     drop(k);

@@ -15,6 +15,7 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
+use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use kura_crypto::{Aes256Gcm, CtrCipher, CtrMethod, Key256};
 use kura_format::wrapped::{self, Kind};
@@ -66,9 +67,9 @@ impl Token {
         }
     }
 
-    /// Makes a secret key with `template` (plus the label) directly through cryptoki:
-    /// generated with `mechanism`, or imported when `mechanism` is `None`.
-    fn raw_key(&self, label: &str, mechanism: Option<&Mechanism>, template: &[Attribute]) {
+    /// The module, loaded and initialised in this process through cryptoki directly, and
+    /// the slot of the test's token.
+    fn module_and_slot(&self) -> (Pkcs11, Slot) {
         let ctx = Pkcs11::new(&self.module).unwrap();
         // The provider may have initialised the module in this process already.
         let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
@@ -78,6 +79,13 @@ impl Token {
             .into_iter()
             .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == self.label)
             .unwrap();
+        (ctx, slot)
+    }
+
+    /// Makes a secret key with `template` (plus the label) directly through cryptoki:
+    /// generated with `mechanism`, or imported when `mechanism` is `None`.
+    fn raw_key(&self, label: &str, mechanism: Option<&Mechanism>, template: &[Attribute]) {
+        let (ctx, slot) = self.module_and_slot();
         let session = ctx.open_rw_session(slot).unwrap();
         let _ = session.login(UserType::User, Some(&AuthPin::new(PIN.into())));
         let mut t = template.to_vec();
@@ -397,14 +405,7 @@ hsm_test!(a_logged_out_token_is_logged_in_again, |t| {
     let blob = mk.wrap_kek(5, &kek).unwrap();
     // Login is per application: logging out through another session logs the provider's
     // session out too, as a token restart would.
-    let ctx = Pkcs11::new(&t.module).unwrap();
-    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == t.label)
-        .unwrap();
+    let (ctx, slot) = t.module_and_slot();
     ctx.open_ro_session(slot).unwrap().logout().unwrap();
     let back = mk.unwrap_kek(5, &blob).unwrap();
     assert_eq!(back.expose_secret(), kek.expose_secret());

@@ -18,7 +18,8 @@
 //!   the AWS Encryption SDK) at pinned versions, in a virtualenv cached in the target
 //!   directory ([`python_env`]), and a [`MotoServer`] to compare kura against.
 //! - [`postgres`]: a throwaway PostgreSQL 15 server ([`PgServer`]) on 127.0.0.1, stopped
-//!   and removed on drop, or by its watchdog if the test process dies.
+//!   and removed on drop, or by its watchdog if the test process dies; or one server per
+//!   test binary with a database per test ([`postgres::shared_database`]).
 //! - [`softhsm`]: throwaway SoftHSM2 tokens ([`SoftHsm`]) for the PKCS#11 tests, in a
 //!   directory of their own with their own `SOFTHSM2_CONF`.
 //!

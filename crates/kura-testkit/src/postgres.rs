@@ -30,6 +30,9 @@
 //! that pipe when the test process dies, however it dies; the watchdog then stops the server
 //! and removes its directory. A normal drop kills the watchdog (by its handle) first.
 //!
+//! [`shared_server`] and [`shared_database`] give each test binary one server, started on
+//! first use, with a database of its own for each test.
+//!
 //! [`PgServer::stop_server`] and [`PgServer::start_server`] stop the server process and
 //! start it again on the same port with the same data, for tests of clients that must
 //! survive a database restart.
@@ -45,6 +48,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::free_port;
+
+mod shared;
+
+pub use shared::{shared_database, shared_server};
 
 /// Where the PostgreSQL 15 programs (`initdb`, `pg_ctl`, `psql`, `postgres`) are looked for.
 pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";

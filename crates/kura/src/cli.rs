@@ -13,7 +13,7 @@ pub use fs::{
     FsAction, FsArgs, FsDumpArgs, FsMvArgs, FsPathArgs, FsPutArgs, FsReencryptArgs, FsRootArgs,
 };
 pub use mode::{Mode, NewMasterKeyArgs, SetModeArgs};
-pub use pkcs11::{Pkcs11Action, Pkcs11Args, Pkcs11KeygenArgs};
+pub use pkcs11::{Pkcs11Action, Pkcs11Args, Pkcs11KeyArgs};
 
 /// kura (蔵): a key management service and encryption-at-rest toolkit.
 ///

@@ -11,26 +11,11 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::Sandbox;
-use serde_json::Value;
+use common::{Sandbox, data_keys};
 
 /// The data key id a stream was encrypted under (bytes 8..16 of its header).
 fn stream_key_id(ct: &[u8]) -> String {
     u64::from_be_bytes(ct[8..16].try_into().unwrap()).to_string()
-}
-
-fn data_keys(st: &Value) -> Vec<(String, String)> {
-    st["data_keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["id"].as_str().unwrap().to_string(),
-                d["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 fn wipe(data: &Path) {

@@ -6,6 +6,7 @@
 //! load (configuration changed, `kura rotate master-key`, SIGHUP) with no failed request.
 
 mod nodes;
+mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,13 +156,7 @@ fn the_master_key_rotates_under_load_with_no_failed_request() {
     let n = [c.start_node(), c.start_node()];
     let rt = runtime();
     let [a, b] = [0, 1].map(|i| rt.block_on(c.client(&n[i])));
-    let key = rt
-        .block_on(a.create_key().send())
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
+    let key = rt.block_on(create_key(&a));
     let before = c.status();
     let m1_id = before["master_key"]["id"].as_str().unwrap().to_string();
     let live = Arc::new(AtomicBool::new(false));
@@ -240,13 +235,7 @@ fn a_node_refuses_while_postgresql_is_down_and_recovers_when_it_returns() {
     let node = c.start_node();
     let rt = runtime();
     let kms = rt.block_on(c.client(&node));
-    let key = rt
-        .block_on(kms.create_key().send())
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
+    let key = rt.block_on(create_key(&kms));
     // The error, if any, as its code and message.
     let encrypt = || {
         rt.block_on(kms.encrypt().key_id(&key).plaintext(Blob::new("x")).send())

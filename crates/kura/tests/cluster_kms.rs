@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_sdk_kms::config::{Credentials, Region};
 use kura_testkit::MotoServer;
 use nodes::*;
 use serde_json::Value;
+use server::REGION;
 
 const AWS: [(&str, &str); 4] = [
     ("AWS_ACCESS_KEY_ID", "testing"),
@@ -46,19 +45,8 @@ fn the_master_key_moves_file_to_kms_to_kms_under_load_with_no_failed_request() {
     let c = Cluster::with_env(&AWS);
     let rt = runtime();
     let [k1, k2] = rt.block_on(async {
-        let conf = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "t"))
-            .load()
-            .await;
-        let moto = aws_sdk_kms::Client::new(&conf);
-        let mut ids = Vec::new();
-        for _ in 0..2 {
-            let k = moto.create_key().send().await.unwrap();
-            ids.push(k.key_metadata().unwrap().key_id().to_string());
-        }
-        [ids[0].clone(), ids[1].clone()]
+        let moto = server::kms_client(&endpoint, "testing", "testing").await;
+        [create_key(&moto).await, create_key(&moto).await]
     });
 
     // The file key recorded as the mode, then taken out of the configuration: from here on
@@ -68,13 +56,7 @@ fn the_master_key_moves_file_to_kms_to_kms_under_load_with_no_failed_request() {
     std::fs::write(&c.config, "").unwrap();
     let n = [c.start_node(), c.start_node()];
     let [a, b] = [0, 1].map(|i| rt.block_on(c.client(&n[i])));
-    let key = rt
-        .block_on(a.create_key().send())
-        .unwrap()
-        .key_metadata()
-        .unwrap()
-        .key_id()
-        .to_string();
+    let key = rt.block_on(create_key(&a));
     let local = all_nodes_on(&c, "local:", "both nodes on the recorded key file");
     let live = Arc::new(AtomicBool::new(false));
     let load = Load::start(&rt, vec![(a, live.clone()), (b, live.clone())], &key);

@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use aws_config::BehaviorVersion;
 use aws_sdk_kms::Client;
-use aws_sdk_kms::config::{Credentials, Region};
 use kura_testkit::{MotoServer, free_port, with_aws_credentials, write_master_key};
 use serde_json::Value;
 use server::{REGION, Server, py};
@@ -71,13 +69,7 @@ impl Kms {
             .build()
             .unwrap();
         rt.block_on(async {
-            let conf = aws_config::defaults(BehaviorVersion::latest())
-                .endpoint_url(&self.endpoint)
-                .region(Region::new(REGION))
-                .credentials_provider(Credentials::new(&self.akid, &self.secret, None, None, "t"))
-                .load()
-                .await;
-            f(&Client::new(&conf)).await
+            f(&server::kms_client(&self.endpoint, &self.akid, &self.secret).await).await
         })
     }
 

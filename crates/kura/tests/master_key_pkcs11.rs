@@ -29,6 +29,21 @@ fn config(hsm: &SoftHsm, token: &str, key: &str) -> String {
     )
 }
 
+/// The flags naming key `label` in the test token of `hsm`, its PIN in [`PIN_VAR`].
+fn key_flags<'a>(hsm: &'a SoftHsm, label: &'a str) -> [&'a str; 8] {
+    let module = hsm.module().to_str().unwrap();
+    [
+        "--module",
+        module,
+        "--token-label",
+        TOKEN,
+        "--key-label",
+        label,
+        "--pin-env",
+        PIN_VAR,
+    ]
+}
+
 /// `kura --data-dir data --config CONFIG ARGS` with SoftHSM's environment and the PIN.
 fn kura(sb: &Sandbox, hsm: &SoftHsm, config: &str, args: &[&str]) -> Command {
     let mut c = sb.cmd();
@@ -149,18 +164,10 @@ fn init_encrypt_restart_decrypt_status_and_errors() {
 
     // A key generated from flags alone, without a configuration file.
     let mut c = sb.cmd();
-    c.envs(hsm.env()).env(PIN_VAR, PIN).args([
-        "pkcs11",
-        "keygen",
-        "--module",
-        hsm.module().to_str().unwrap(),
-        "--token-label",
-        TOKEN,
-        "--key-label",
-        "kura-next",
-        "--pin-env",
-        PIN_VAR,
-    ]);
+    c.envs(hsm.env())
+        .env(PIN_VAR, PIN)
+        .args(["pkcs11", "keygen"])
+        .args(key_flags(&hsm, "kura-next"));
     let out = sb.exec(&mut c).ok().stdout_str();
     assert!(
         out.contains(&format!("pkcs11:{TOKEN}/kura-next#kcv:")),
@@ -181,34 +188,18 @@ fn set_mode_local_to_pkcs11_and_back() {
     let plain = data(10_000, 3);
     let ct = sb.kura_stdin(&key, &["encrypt"], &plain).ok().stdout;
 
-    let module = hsm.module().to_str().unwrap();
     let mut keygen = sb.cmd();
-    keygen.envs(hsm.env()).env(PIN_VAR, PIN).args([
-        "pkcs11",
-        "keygen",
-        "--module",
-        module,
-        "--token-label",
-        TOKEN,
-        "--key-label",
-        "kura-master",
-        "--pin-env",
-        PIN_VAR,
-    ]);
+    keygen
+        .envs(hsm.env())
+        .env(PIN_VAR, PIN)
+        .args(["pkcs11", "keygen"])
+        .args(key_flags(&hsm, "kura-master"));
     sb.exec(&mut keygen).ok();
     let mut set = sb.keyed(&key);
-    set.envs(hsm.env()).env(PIN_VAR, PIN).args([
-        "set-mode",
-        "pkcs11",
-        "--module",
-        module,
-        "--token-label",
-        TOKEN,
-        "--key-label",
-        "kura-master",
-        "--pin-env",
-        PIN_VAR,
-    ]);
+    set.envs(hsm.env())
+        .env(PIN_VAR, PIN)
+        .args(["set-mode", "pkcs11"])
+        .args(key_flags(&hsm, "kura-master"));
     sb.exec(&mut set).ok();
 
     // No master key configured: the recorded PKCS#11 key, the PIN from its variable.

@@ -26,6 +26,26 @@ impl Kek {
         })
     }
 
+    /// A new KEK: a random key under a random id that `taken` does not hold, wrapped by
+    /// `master`; with the record that inserts it as the active KEK, created at `now`.
+    pub(crate) fn generate(
+        master: &dyn MasterKey,
+        taken: impl Fn(u64) -> bool,
+        now: i64,
+    ) -> Result<(Self, KekRecord), Error> {
+        let id = new_id(taken)?;
+        let key = Key256::generate()?;
+        let record = KekRecord {
+            id,
+            wrapped: master.wrap_kek(id, &key)?,
+            master_key_id: master.id().to_string(),
+            state: KekState::Active,
+            created_at: now,
+            retired_at: None,
+        };
+        Ok((Self::new(id, key)?, record))
+    }
+
     /// Wraps data key `id` under this KEK.
     pub(crate) fn wrap(&self, id: u64, key: &Key256) -> Result<Vec<u8>, Error> {
         Ok(wrapped::wrap(

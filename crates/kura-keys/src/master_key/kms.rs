@@ -28,7 +28,9 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kms::Client;
+use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::config::{Credentials, Region};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
 use kura_crypto::Key256;
@@ -255,6 +257,20 @@ impl KmsMasterKey {
                 .error(KmsErrorKind::Unreachable, "the KMS client was shut down")),
         }
     }
+
+    /// Runs the SDK call `op` about KEK `kek_id` (`fut`), and words its failure.
+    fn call_for_kek<T: Send + 'static, E>(
+        &self,
+        op: &str,
+        kek_id: u64,
+        fut: impl Future<Output = Result<T, SdkError<E, HttpResponse>>> + Send + 'static,
+    ) -> Result<T, Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + 'static,
+    {
+        self.run(fut)?
+            .map_err(|e| self.names().sdk(op, e, &self.kek_with_context(kek_id)))
+    }
 }
 
 /// Spawns `fut` on `rt` and waits for its result on a std channel: safe from any thread,
@@ -287,19 +303,14 @@ impl MasterKey for KmsMasterKey {
         // The SDK copies the plaintext into its request; this copy at least is zeroized.
         let plaintext = Zeroizing::new(kek.expose_secret().to_vec());
         let body = Blob::new(plaintext.to_vec());
-        let out = self
-            .run(async move {
-                c.encrypt()
-                    .key_id(arn)
-                    .plaintext(body)
-                    .set_encryption_context(Some(ctx))
-                    .send()
-                    .await
-            })?
-            .map_err(|e| {
-                self.names()
-                    .sdk("Encrypt", e, &self.kek_with_context(kek_id))
-            })?;
+        let out = self.call_for_kek("Encrypt", kek_id, async move {
+            c.encrypt()
+                .key_id(arn)
+                .plaintext(body)
+                .set_encryption_context(Some(ctx))
+                .send()
+                .await
+        })?;
         let ct = out.ciphertext_blob().map(Blob::as_ref).unwrap_or_default();
         if ct.len() < 16 {
             return Err(self.names().error(
@@ -316,19 +327,14 @@ impl MasterKey for KmsMasterKey {
         let c = self.client.clone();
         let (arn, ctx) = (self.arn.clone(), self.context_for(kek_id));
         let body = Blob::new(body.to_vec());
-        let out = self
-            .run(async move {
-                c.decrypt()
-                    .key_id(arn)
-                    .ciphertext_blob(body)
-                    .set_encryption_context(Some(ctx))
-                    .send()
-                    .await
-            })?
-            .map_err(|e| {
-                self.names()
-                    .sdk("Decrypt", e, &self.kek_with_context(kek_id))
-            })?;
+        let out = self.call_for_kek("Decrypt", kek_id, async move {
+            c.decrypt()
+                .key_id(arn)
+                .ciphertext_blob(body)
+                .set_encryption_context(Some(ctx))
+                .send()
+                .await
+        })?;
         let plain = Zeroizing::new(out.plaintext.map(Blob::into_inner).unwrap_or_default());
         if plain.len() != Key256::LEN {
             return Err(self.names().error(

@@ -185,3 +185,23 @@ fn postgres_stops_and_starts_again_on_the_same_port_with_its_data() {
     assert!(!accepts(port));
     assert!(!dir.exists());
 }
+
+#[test]
+fn shared_databases_are_distinct_on_one_server() {
+    let (a, url_a) = shared_database("shared").unwrap();
+    let (b, url_b) = shared_database("shared").unwrap();
+    assert_ne!(a, b);
+    assert!(
+        a.starts_with(&format!("shared_{}_", std::process::id())),
+        "{a}"
+    );
+    let server = shared_server().unwrap();
+    assert_eq!(url_a, server.database_url(&a));
+    assert_eq!(url_b, server.database_url(&b));
+    for name in [&a, &b] {
+        assert_eq!(
+            query(server, name, "SELECT current_database()").unwrap(),
+            *name
+        );
+    }
+}

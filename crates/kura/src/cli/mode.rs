@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use super::Pkcs11KeyArgs;
+
 /// `kura set-mode`.
 ///
 /// Switches the keystore's master key online: the KEK is unwrapped with the master key in
@@ -51,18 +53,9 @@ pub struct NewMasterKeyArgs {
     /// kms: an encryption-context pair (repeatable) [default: context=kura_encryption_context].
     #[arg(long = "encryption-context", value_name = "KEY=VALUE", value_parser = super::parse_pair)]
     pub encryption_context: Vec<(String, String)>,
-    /// pkcs11: the PKCS#11 library.
-    #[arg(long, value_name = "PATH")]
-    pub module: Option<PathBuf>,
-    /// pkcs11: the token's label.
-    #[arg(long, value_name = "LABEL")]
-    pub token_label: Option<String>,
-    /// pkcs11: the key's label.
-    #[arg(long, value_name = "LABEL")]
-    pub key_label: Option<String>,
-    /// pkcs11: the environment variable holding the user PIN (the PIN is never recorded).
-    #[arg(long, value_name = "VAR")]
-    pub pin_env: Option<String>,
+    /// pkcs11: the key in a token.
+    #[command(flatten)]
+    pub pkcs11: Pkcs11KeyArgs,
 }
 
 impl NewMasterKeyArgs {
@@ -73,9 +66,9 @@ impl NewMasterKeyArgs {
             || self.region.is_some()
             || self.endpoint.is_some()
             || !self.encryption_context.is_empty()
-            || self.module.is_some()
-            || self.token_label.is_some()
-            || self.key_label.is_some()
-            || self.pin_env.is_some()
+            || self.pkcs11.module.is_some()
+            || self.pkcs11.token_label.is_some()
+            || self.pkcs11.key_label.is_some()
+            || self.pkcs11.pin_env.is_some()
     }
 }

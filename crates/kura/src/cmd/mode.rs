@@ -43,7 +43,7 @@ pub(crate) fn rotate_to(cli: &Cli, key: &NewMasterKeyArgs) -> Result<()> {
         Mode::Kms
     } else if key.key_file.is_some() {
         Mode::Local
-    } else if key.module.is_some() {
+    } else if key.pkcs11.module.is_some() {
         Mode::Pkcs11
     } else {
         bail!(
@@ -114,10 +114,10 @@ fn descriptor_of(mode: Mode, k: &NewMasterKeyArgs) -> Result<MasterKeyDescriptor
         ("encryption-context", !k.encryption_context.is_empty()),
     ];
     let pkcs11 = [
-        ("module", k.module.is_some()),
-        ("token-label", k.token_label.is_some()),
-        ("key-label", k.key_label.is_some()),
-        ("pin-env", k.pin_env.is_some()),
+        ("module", k.pkcs11.module.is_some()),
+        ("token-label", k.pkcs11.token_label.is_some()),
+        ("key-label", k.pkcs11.key_label.is_some()),
+        ("pin-env", k.pkcs11.pin_env.is_some()),
     ];
     let (name, others) = match mode {
         Mode::Local => ("local", [&kms[..], &pkcs11[..]].concat()),
@@ -173,12 +173,13 @@ fn descriptor_of(mode: Mode, k: &NewMasterKeyArgs) -> Result<MasterKeyDescriptor
         }
         Mode::Pkcs11 => MasterKeyDescriptor::Pkcs11 {
             module: k
+                .pkcs11
                 .module
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("mode pkcs11 needs --module"))?,
-            token_label: need(k.token_label.clone(), "token-label")?,
-            key_label: need(k.key_label.clone(), "key-label")?,
-            pin_env: need(k.pin_env.clone(), "pin-env")?,
+            token_label: need(k.pkcs11.token_label.clone(), "token-label")?,
+            key_label: need(k.pkcs11.key_label.clone(), "key-label")?,
+            pin_env: need(k.pkcs11.pin_env.clone(), "pin-env")?,
         },
     })
 }

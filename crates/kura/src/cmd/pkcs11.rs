@@ -7,7 +7,7 @@ use kura_keys::master_key::pkcs11;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, Pkcs11Action, Pkcs11Args, Pkcs11KeygenArgs};
+use crate::cli::{Cli, Pkcs11Action, Pkcs11Args, Pkcs11KeyArgs};
 use crate::env;
 use crate::output::emit;
 
@@ -25,7 +25,7 @@ pub(crate) fn run(cli: &Cli, a: &Pkcs11Args) -> Result<()> {
     }
 }
 
-fn keygen(cli: &Cli, a: &Pkcs11KeygenArgs) -> Result<()> {
+fn keygen(cli: &Cli, a: &Pkcs11KeyArgs) -> Result<()> {
     let spec = spec(cli, a)?;
     let mk = pkcs11::generate_key(&spec)?;
     let g = Generated {
@@ -57,7 +57,7 @@ fn keygen(cli: &Cli, a: &Pkcs11KeygenArgs) -> Result<()> {
 }
 
 /// The flags, completed from `[security.encryption.master-key]` when it has type = "pkcs11".
-fn spec(cli: &Cli, a: &Pkcs11KeygenArgs) -> Result<Pkcs11Spec> {
+fn spec(cli: &Cli, a: &Pkcs11KeyArgs) -> Result<Pkcs11Spec> {
     let all_flags = a.module.is_some()
         && a.token_label.is_some()
         && a.key_label.is_some()

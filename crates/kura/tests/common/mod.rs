@@ -11,13 +11,12 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use assert_cmd::Command;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use kura_testkit::{KURA_VARS, PgServer};
+use kura_testkit::KURA_VARS;
+use kura_testkit::postgres::shared_database;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -197,20 +196,12 @@ macro_rules! on_both_backends {
 #[allow(unused_imports)]
 pub(crate) use on_both_backends;
 
-/// The test binary's PostgreSQL server, started on first use, stopped by its watchdog when
-/// the binary exits.
-static PG: LazyLock<Result<PgServer, String>> =
-    LazyLock::new(|| PgServer::start().map_err(|e| e.to_string()));
-
-/// A new database on the test binary's server; a test that cannot have one fails.
+/// A new database on the test binary's one PostgreSQL server; a test that cannot have one
+/// fails.
 fn new_database() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let pg = match &*PG {
-        Ok(pg) => pg,
-        Err(e) => panic!("the PostgreSQL variant of this test needs PostgreSQL: {e}"),
-    };
-    let name = format!("kura_cli_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    pg.create_database(&name).unwrap()
+    shared_database("kura_cli")
+        .map(|(_, url)| url)
+        .unwrap_or_else(|e| panic!("the PostgreSQL variant of this test needs PostgreSQL: {e}"))
 }
 
 /// A fresh temporary directory: the working directory of every run, with the keystore in

@@ -10,14 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
 use aws_sdk_kms::Client;
-use aws_sdk_kms::config::{Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
 use kura_testkit::{PgServer, free_port, write_master_key};
 use serde_json::Value;
-
-pub(crate) const REGION: &str = "us-east-1";
 
 /// One keystore database, its master key configuration and a user.
 pub(crate) struct Cluster {
@@ -128,14 +124,9 @@ impl Cluster {
         }
     }
 
+    /// An SDK client on node `n`, as the cluster's user.
     pub(crate) async fn client(&self, n: &Node) -> Client {
-        let conf = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&n.endpoint)
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new(&self.akid, &self.secret, None, None, "t"))
-            .load()
-            .await;
-        Client::new(&conf)
+        crate::server::kms_client(&n.endpoint, &self.akid, &self.secret).await
     }
 
     /// `kura status --output json`.
@@ -191,6 +182,12 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A new symmetric key (`CreateKey` with no options) made with `kms`: its id.
+pub(crate) async fn create_key(kms: &Client) -> String {
+    let out = kms.create_key().send().await.unwrap();
+    out.key_metadata().unwrap().key_id().to_string()
 }
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {

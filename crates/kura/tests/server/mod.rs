@@ -183,6 +183,19 @@ impl Drop for Server {
     }
 }
 
+/// An AWS SDK KMS client on `endpoint` (region [`REGION`]) with the access key `akid` and
+/// its secret.
+pub(crate) async fn kms_client(endpoint: &str, akid: &str, secret: &str) -> aws_sdk_kms::Client {
+    use aws_sdk_kms::config::{Credentials, Region};
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(akid, secret, None, None, "t"))
+        .load()
+        .await;
+    aws_sdk_kms::Client::new(&conf)
+}
+
 pub(crate) fn py() -> &'static PythonEnv {
     static ENV: std::sync::OnceLock<PythonEnv> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {

@@ -5,7 +5,10 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+
+use crate::aws::{SdkFailure, classify_sdk_failure};
 
 /// The kind of a [`KmsError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,16 +124,14 @@ impl Names<'_> {
 
     /// Classifies a failed call `op` (`Encrypt`, …). `what` names the object of a
     /// wrong-context failure ("KEK 17 (encryption context {…})").
-    pub(crate) fn sdk<E, R>(&self, op: &str, e: SdkError<E, R>, what: &str) -> crate::Error
+    pub(crate) fn sdk<E>(&self, op: &str, e: SdkError<E, HttpResponse>, what: &str) -> crate::Error
     where
         E: ProvideErrorMetadata + StdError + 'static,
-        R: fmt::Debug + 'static,
     {
-        match &e {
-            SdkError::ServiceError(s) => {
-                let err = s.err();
-                let code = err.code().unwrap_or("an unnamed error");
-                let detail = match err.message() {
+        match classify_sdk_failure(&e) {
+            SdkFailure::Service { code, message, .. } => {
+                let code = code.unwrap_or("an unnamed error");
+                let detail = match message {
                     Some(m) if !m.is_empty() => format!("{op}: {code}: {m}"),
                     _ => format!("{op}: {code}"),
                 };
@@ -157,58 +158,22 @@ impl Names<'_> {
                 };
                 self.error(kind, &detail)
             }
-            SdkError::TimeoutError(_) => {
+            SdkFailure::TimedOut => {
                 self.error(KmsErrorKind::Unreachable, &format!("{op} timed out"))
             }
-            SdkError::DispatchFailure(d) => {
-                let chain = chain(&e);
-                if d.is_io() || d.is_timeout() {
-                    self.error(KmsErrorKind::Unreachable, &format!("{op}: {chain}"))
-                } else if looks_like_credentials(&chain) {
-                    self.error(KmsErrorKind::BadCredentials, &format!("{op}: {chain}"))
-                } else {
-                    self.error(KmsErrorKind::Unreachable, &format!("{op}: {chain}"))
-                }
+            SdkFailure::Unreachable(chain) => {
+                self.error(KmsErrorKind::Unreachable, &format!("{op}: {chain}"))
             }
-            SdkError::ResponseError(_) => self.error(
+            SdkFailure::Credentials(chain) => {
+                self.error(KmsErrorKind::BadCredentials, &format!("{op}: {chain}"))
+            }
+            SdkFailure::NotAResponse(chain) => self.error(
                 KmsErrorKind::Other,
                 &format!(
-                    "{op}: the answer is not a KMS response ({}); check that the endpoint is a KMS",
-                    chain(&e)
+                    "{op}: the answer is not a KMS response ({chain}); check that the endpoint is a KMS"
                 ),
             ),
-            _ => {
-                let chain = chain(&e);
-                let kind = if looks_like_credentials(&chain) {
-                    KmsErrorKind::BadCredentials
-                } else {
-                    KmsErrorKind::Other
-                };
-                self.error(kind, &format!("{op}: {chain}"))
-            }
+            SdkFailure::Other(chain) => self.error(KmsErrorKind::Other, &format!("{op}: {chain}")),
         }
     }
-}
-
-/// The messages of an error and its sources, innermost last, without repeats.
-fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !m.is_empty() && !parts.iter().any(|p| p == &m) {
-            parts.push(m);
-        }
-        cur = c.source();
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
-    }
-}
-
-fn looks_like_credentials(chain: &str) -> bool {
-    let c = chain.to_ascii_lowercase();
-    c.contains("credential") || c.contains("identity")
 }

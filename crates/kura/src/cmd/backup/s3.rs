@@ -18,6 +18,7 @@ use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumVal
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
+use kura_keys::aws::{SdkFailure, classify_sdk_failure};
 
 use crate::cli::{S3Args, S3Sse};
 
@@ -188,12 +189,14 @@ impl S3 {
         E: ProvideErrorMetadata + StdError + 'static,
     {
         let (loc, place, bucket) = (&self.loc, &self.place, &self.loc.bucket);
-        match &e {
-            SdkError::ServiceError(s) => {
-                let status = s.raw().status().as_u16();
-                let err = s.err();
-                let code = err.code().unwrap_or("");
-                let said = match err.message() {
+        match classify_sdk_failure(&e) {
+            SdkFailure::Service {
+                status,
+                code,
+                message,
+            } => {
+                let code = code.unwrap_or("");
+                let said = match message {
                     Some(m) if !m.is_empty() => format!("{code}: {m}"),
                     _ if !code.is_empty() => code.to_string(),
                     _ => format!("HTTP status {status}"),
@@ -234,62 +237,21 @@ impl S3 {
                     _ => anyhow!("{op} of {loc} failed at {place}: {said}"),
                 }
             }
-            SdkError::TimeoutError(_) => anyhow!(
+            SdkFailure::TimedOut => anyhow!(
                 "{op} of {loc} timed out: {place} did not answer; check --s3-endpoint and the network"
             ),
-            SdkError::DispatchFailure(d) => {
-                let chain = chain(&e);
-                if !d.is_io() && !d.is_timeout() && looks_like_credentials(&chain) {
-                    no_credentials(loc, &chain)
-                } else {
-                    anyhow!(
-                        "cannot reach {place} for {loc} ({chain}); check --s3-endpoint, --s3-region and the network"
-                    )
-                }
-            }
-            SdkError::ResponseError(_) => anyhow!(
-                "{op} of {loc}: the answer from {place} is not an S3 response ({}); check that --s3-endpoint is an S3 service",
-                chain(&e)
+            SdkFailure::Unreachable(chain) => anyhow!(
+                "cannot reach {place} for {loc} ({chain}); check --s3-endpoint, --s3-region and the network"
             ),
-            _ => {
-                let chain = chain(&e);
-                if looks_like_credentials(&chain) {
-                    no_credentials(loc, &chain)
-                } else {
-                    anyhow!("{op} of {loc} failed at {place}: {chain}")
-                }
-            }
+            SdkFailure::Credentials(chain) => anyhow!(
+                "no usable AWS credentials for {loc} ({chain}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+            ),
+            SdkFailure::NotAResponse(chain) => anyhow!(
+                "{op} of {loc}: the answer from {place} is not an S3 response ({chain}); check that --s3-endpoint is an S3 service"
+            ),
+            SdkFailure::Other(chain) => anyhow!("{op} of {loc} failed at {place}: {chain}"),
         }
     }
-}
-
-fn no_credentials(loc: &S3Location, chain: &str) -> anyhow::Error {
-    anyhow!(
-        "no usable AWS credentials for {loc} ({chain}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
-    )
-}
-
-/// The messages of an error's sources, innermost last, without repeats.
-fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !m.is_empty() && !parts.iter().any(|p| p == &m) {
-            parts.push(m);
-        }
-        cur = c.source();
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
-    }
-}
-
-fn looks_like_credentials(chain: &str) -> bool {
-    let c = chain.to_ascii_lowercase();
-    c.contains("credential") || c.contains("identity")
 }
 
 #[cfg(test)]
