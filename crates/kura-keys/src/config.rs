@@ -107,27 +107,12 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// `scheme://user:password@host/…` with the password replaced by `***`; a password given as
-/// a `password=` query parameter is hidden the same way.
+/// `url` with any password replaced by `***`, for messages: the password of the user
+/// information (`scheme://user:password@host/…`), `password=` query parameters, and the
+/// `password` of a PostgreSQL `key=value` connection string ([`kura_store::redact_url_password`],
+/// the one the keystore's own errors use).
 pub fn redact_url_password(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find("password=") {
-        let end = out[q..].find('&').map_or(out.len(), |i| q + i);
-        out.replace_range(q + "password=".len()..end, "***");
-    }
-    out
+    kura_store::redact_url_password(url)
 }
 
 /// Validated settings.

@@ -13,7 +13,7 @@
 //!   nodes of a cluster share; writes serialise on a row lock, and a node notices other
 //!   nodes' changes by polling [`Keystore::generation`] and
 //!   [`ObjectStore::objects_generation`]. An unreachable database fails calls with an error
-//!   naming the URL (password hidden); the next call reconnects.
+//!   naming the URL (password hidden by [`redact_url_password`]); the next call reconnects.
 //!
 //! - [`Store`]: both together, plus [`Store::export`] and [`Store::replace_all`], the
 //!   one-transaction reads and writes of `kura backup` and `kura restore`.
@@ -27,16 +27,21 @@
 #![forbid(unsafe_code)]
 
 pub mod atomic;
+mod changes;
 mod error;
+mod generation;
+mod ids;
 mod model;
 mod objects;
 mod postgres;
+mod replace;
+mod schema;
 mod sqlite;
 
 pub use error::Error;
 pub use model::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Snapshot};
 pub use objects::{NODE_KIND, Object, ObjectChange, ObjectStore};
-pub use postgres::PgKeystore;
+pub use postgres::{PgKeystore, redact_url_password};
 pub use sqlite::SqliteKeystore;
 
 /// A keystore that also holds the services' objects (what `kura server` needs), with the

@@ -32,6 +32,7 @@ mod errors;
 mod objects;
 mod replace;
 mod schema;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod url;
@@ -43,9 +44,10 @@ use std::time::Duration;
 
 use ::postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
-use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore, Snapshot};
+use crate::{Change, Error, Keystore, Snapshot};
 use errors::{DriverError, chain, is_connection_error};
-use url::{describe, redact_password};
+use url::describe;
+pub use url::redact_url_password;
 
 impl Drop for PgKeystore {
     /// Closing a connection runs its runtime too: the idle ones are closed off any runtime
@@ -115,7 +117,7 @@ impl PgKeystore {
     /// message names the URL with its password hidden), [`Error::SchemaTooNew`] if a newer
     /// kura wrote the schema.
     pub fn connect(url: &str) -> Result<Self, Error> {
-        let location = redact_password(url);
+        let location = redact_url_password(url);
         let mut config = Config::from_str(url).map_err(|e| Error::Database {
             location: location.clone(),
             source: Box::new(DriverError(format!("{}; fix the database URL", chain(&e)))),
@@ -376,15 +378,7 @@ impl PgKeystore {
     /// The generation as [`Keystore::generation`] reports it, from `generation` and
     /// whether the keystore holds a KEK.
     fn checked_generation(&self, generation: i64, initialised: bool) -> Result<Option<u64>, Error> {
-        if !initialised {
-            return Ok(None);
-        }
-        match u64::try_from(generation) {
-            Ok(g) if g > 0 => Ok(Some(g)),
-            _ => Err(self.corrupt(format!(
-                "generation {generation} in an initialised keystore"
-            ))),
-        }
+        crate::generation::from_stored(generation, initialised, &self.location)
     }
 
     /// The driver's error as a message, with the password (if any) scrubbed out.
@@ -423,38 +417,6 @@ impl PgKeystore {
             what,
         }
     }
-
-    fn kek_from_row(&self, row: &Row) -> Result<KekRecord, Error> {
-        let db = |e: ::postgres::Error| self.db(&e);
-        let state: String = row.try_get(3).map_err(db)?;
-        Ok(KekRecord {
-            id: from_db_id(row.try_get(0).map_err(db)?, &self.location)?,
-            wrapped: row.try_get(1).map_err(db)?,
-            master_key_id: row.try_get(2).map_err(db)?,
-            state: KekState::parse(&state)
-                .ok_or_else(|| self.corrupt(format!("unknown KEK state '{state}'")))?,
-            created_at: row.try_get(4).map_err(db)?,
-            retired_at: row.try_get(5).map_err(db)?,
-        })
-    }
-
-    fn data_key_from_row(&self, row: &Row) -> Result<DataKeyRecord, Error> {
-        let db = |e: ::postgres::Error| self.db(&e);
-        let state: String = row.try_get(5).map_err(db)?;
-        Ok(DataKeyRecord {
-            id: from_db_id(row.try_get(0).map_err(db)?, &self.location)?,
-            keyring: row.try_get(1).map_err(db)?,
-            method: row.try_get(2).map_err(db)?,
-            wrapped: row.try_get(3).map_err(db)?,
-            kek_id: from_db_id(row.try_get(4).map_err(db)?, &self.location)?,
-            state: DataKeyState::parse(&state)
-                .ok_or_else(|| self.corrupt(format!("unknown data key state '{state}'")))?,
-            created_at: row.try_get(6).map_err(db)?,
-            activated_at: row.try_get(7).map_err(db)?,
-            retired_at: row.try_get(8).map_err(db)?,
-            destroyed_at: row.try_get(9).map_err(db)?,
-        })
-    }
 }
 
 /// The query of [`Keystore::generation`]: one primary-key read and one row probe.
@@ -470,50 +432,14 @@ fn generation_row(rows: &[Row]) -> Result<Option<(i64, bool)>, ::postgres::Error
 
 impl Keystore for PgKeystore {
     fn snapshot(&self) -> Result<Option<Snapshot>, Error> {
-        let (meta, keks, data_keys) = self.read(|client| {
+        let rows = self.read(|client| {
             // One snapshot for the generation and the rows.
-            let mut tx = client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
-            let meta = generation_row(&tx.query(GENERATION_SQL, &[])?)?;
-            let (keks, data_keys) = if matches!(meta, Some((_, true))) {
-                (
-                    tx.query(
-                        "SELECT id, wrapped, master_key_id, state, created_at, retired_at
-                         FROM keks ORDER BY created_at, seq",
-                        &[],
-                    )?,
-                    tx.query(
-                        "SELECT id, keyring, method, wrapped, kek_id, state,
-                                created_at, activated_at, retired_at, destroyed_at
-                         FROM data_keys ORDER BY created_at, seq",
-                        &[],
-                    )?,
-                )
-            } else {
-                (Vec::new(), Vec::new())
-            };
+            let mut tx = snapshot::read_only(client)?;
+            let rows = snapshot::key_rows(&mut tx)?;
             tx.commit()?;
-            Ok((meta, keks, data_keys))
+            Ok(rows)
         })?;
-        let (generation, initialised) =
-            meta.ok_or_else(|| self.corrupt("the meta row is missing".into()))?;
-        let Some(generation) = self.checked_generation(generation, initialised)? else {
-            return Ok(None);
-        };
-        Ok(Some(Snapshot {
-            generation,
-            keks: keks
-                .iter()
-                .map(|r| self.kek_from_row(r))
-                .collect::<Result<_, _>>()?,
-            data_keys: data_keys
-                .iter()
-                .map(|r| self.data_key_from_row(r))
-                .collect::<Result<_, _>>()?,
-        }))
+        self.snapshot_from(rows)
     }
 
     fn generation(&self) -> Result<Option<u64>, Error> {
@@ -547,17 +473,11 @@ impl Keystore for PgKeystore {
         self.write(|tx| {
             let stored = self.lock_meta(tx)?;
             let initialised = self.has_kek(tx)?;
-            let found = self
-                .checked_generation(stored, initialised)?
-                .ok_or_else(|| Error::NotInitialized {
-                    location: self.location.clone(),
-                })?;
-            if found != expected_generation {
-                return Err(Error::Conflict {
-                    expected: expected_generation,
-                    found,
-                });
-            }
+            let found = crate::generation::check_commit(
+                expected_generation,
+                self.checked_generation(stored, initialised)?,
+                &self.location,
+            )?;
             changes::apply_all(tx, self, changes)?;
             let generation = found
                 .checked_add(1)
@@ -573,26 +493,5 @@ impl Keystore for PgKeystore {
                 self.vacuum();
             }
         })
-    }
-}
-
-/// Converts a key id to its stored form, rejecting ids outside `1..2⁶³`.
-fn to_db_id(id: u64, what: &str) -> Result<i64, Error> {
-    match i64::try_from(id) {
-        Ok(v) if v > 0 => Ok(v),
-        _ => Err(Error::Invalid(format!(
-            "{what} id {id} is out of range (ids are in 1..2^63)"
-        ))),
-    }
-}
-
-/// Converts a stored key id back, rejecting ids that could not have been stored.
-fn from_db_id(id: i64, location: &str) -> Result<u64, Error> {
-    match u64::try_from(id) {
-        Ok(v) if v > 0 => Ok(v),
-        _ => Err(Error::Corrupt {
-            location: location.to_owned(),
-            what: format!("key id {id} is out of range"),
-        }),
     }
 }

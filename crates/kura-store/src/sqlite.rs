@@ -22,6 +22,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use crate::generation::{check_commit, from_stored};
+use crate::ids::from_db_id;
 use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore, Snapshot};
 
 /// A [`Keystore`] in a SQLite database file.
@@ -147,15 +149,7 @@ impl SqliteKeystore {
             }
             Err(e) => return Err(self.db(e)),
         };
-        if !initialised {
-            return Ok(None);
-        }
-        match u64::try_from(generation) {
-            Ok(g) if g > 0 => Ok(Some(g)),
-            _ => Err(self.corrupt(format!(
-                "generation {generation} in an initialised keystore"
-            ))),
-        }
+        from_stored(generation, initialised, &self.location)
     }
 
     /// Whether the keystore holds at least one KEK.
@@ -257,6 +251,19 @@ impl SqliteKeystore {
         .collect()
     }
 
+    /// The generation and every key, or `None` if the keystore is not initialised; `conn`
+    /// must be in a transaction, so that they are from the same moment.
+    fn read_snapshot(&self, conn: &Connection) -> Result<Option<Snapshot>, Error> {
+        let Some(generation) = self.read_generation(conn)? else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot {
+            generation,
+            keks: self.read_keks(conn)?,
+            data_keys: self.read_data_keys(conn)?,
+        }))
+    }
+
     /// Best effort, after a commit that destroyed key material: copy the WAL into the main
     /// file (where `secure_delete` has zeroed the old blob) and truncate the WAL, so that
     /// older copies of the page do not linger there. Failure (say, a reader holding the
@@ -286,16 +293,9 @@ impl Keystore for SqliteKeystore {
         let mut conn = self.lock();
         // One read transaction, so the generation and the rows are from the same moment.
         let tx = conn.transaction().map_err(|e| self.db(e))?;
-        let Some(generation) = self.read_generation(&tx)? else {
-            return Ok(None);
-        };
-        let snapshot = Snapshot {
-            generation,
-            keks: self.read_keks(&tx)?,
-            data_keys: self.read_data_keys(&tx)?,
-        };
+        let snapshot = self.read_snapshot(&tx)?;
         tx.commit().map_err(|e| self.db(e))?;
-        Ok(Some(snapshot))
+        Ok(snapshot)
     }
 
     fn generation(&self) -> Result<Option<u64>, Error> {
@@ -329,18 +329,12 @@ impl Keystore for SqliteKeystore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db(e))?;
-        let found = self
-            .read_generation(&tx)?
-            .ok_or_else(|| Error::NotInitialized {
-                location: self.location.clone(),
-            })?;
-        if found != expected_generation {
-            // Dropping `tx` rolls back.
-            return Err(Error::Conflict {
-                expected: expected_generation,
-                found,
-            });
-        }
+        // On an error, dropping `tx` rolls back.
+        let found = check_commit(
+            expected_generation,
+            self.read_generation(&tx)?,
+            &self.location,
+        )?;
         changes::apply_all(&tx, &self.location, changes)?;
         let generation = found
             .checked_add(1)
@@ -362,26 +356,5 @@ fn db_error(location: &str, e: rusqlite::Error) -> Error {
     Error::Database {
         location: location.to_owned(),
         source: Box::new(e),
-    }
-}
-
-/// Converts a key id to its stored form, rejecting ids outside `1..2⁶³`.
-fn to_db_id(id: u64, what: &str) -> Result<i64, Error> {
-    match i64::try_from(id) {
-        Ok(v) if v > 0 => Ok(v),
-        _ => Err(Error::Invalid(format!(
-            "{what} id {id} is out of range (ids are in 1..2^63)"
-        ))),
-    }
-}
-
-/// Converts a stored key id back, rejecting ids that could not have been stored.
-fn from_db_id(id: i64, location: &str) -> Result<u64, Error> {
-    match u64::try_from(id) {
-        Ok(v) if v > 0 => Ok(v),
-        _ => Err(Error::Corrupt {
-            location: location.to_owned(),
-            what: format!("key id {id} is out of range"),
-        }),
     }
 }

@@ -1,8 +1,9 @@
 //! Applying a batch of [`Change`]s inside an open transaction (PostgreSQL).
 //!
-//! The same rules and messages as the SQLite keystore's: each change is one statement that
-//! must affect exactly one row; anything else (an unknown id, a key in the wrong state, a
-//! second active key) is an [`Error::Invalid`] and the caller's transaction is rolled back.
+//! The same rules as the SQLite keystore's, and the same messages ([`crate::changes`]): each
+//! change is one statement that must affect exactly one row; anything else (an unknown id, a
+//! key in the wrong state, a second active key) is an [`Error::Invalid`] and the caller's
+//! transaction is rolled back.
 //! Constraints are checked statement by statement, so a batch that replaces an active key
 //! must retire the old one before it adds or activates the new one.
 //!
@@ -13,20 +14,13 @@ use ::postgres::Transaction;
 use ::postgres::error::{DbError, SqlState};
 use ::postgres::types::ToSql;
 
-use super::{PgKeystore, from_db_id, to_db_id};
-use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord};
-
-/// The kind of constraint a failed statement violated.
-enum Violation {
-    /// A duplicate primary key (a key id already in use).
-    PrimaryKey,
-    /// Another unique index: in practice, a second active key.
-    Unique,
-    /// A reference to a KEK that does not exist.
-    ForeignKey,
-    /// Any other constraint (a `CHECK`, `NOT NULL`).
-    Other,
-}
+use super::PgKeystore;
+use crate::changes::{
+    Kind, Violation, check_destroyed_is_empty, data_key_insert_error, kek_insert_error,
+    not_applicable, rewrap_under_unknown_kek, second_active_data_key,
+};
+use crate::ids::{from_db_id, to_db_id};
+use crate::{Change, DataKeyRecord, Error, KekRecord};
 
 /// Classifies `e` if it is a constraint violation.
 fn violation(e: &::postgres::Error) -> Option<(Violation, &DbError)> {
@@ -46,31 +40,6 @@ fn violation(e: &::postgres::Error) -> Option<(Violation, &DbError)> {
         return None;
     };
     Some((kind, db))
-}
-
-/// The two tables a change updates.
-#[derive(Clone, Copy)]
-enum Kind {
-    Kek,
-    DataKey,
-}
-
-impl Kind {
-    /// The name of a row in error messages.
-    fn noun(self) -> &'static str {
-        match self {
-            Self::Kek => "KEK",
-            Self::DataKey => "data key",
-        }
-    }
-
-    /// The table (a constant name).
-    fn table(self) -> &'static str {
-        match self {
-            Self::Kek => "keks",
-            Self::DataKey => "data_keys",
-        }
-    }
 }
 
 /// Applies `changes` in order in `tx`, a write transaction holding the `meta` lock.
@@ -103,84 +72,86 @@ impl Applier<'_, '_> {
                 id,
                 wrapped,
                 master_key_id,
-            } => {
-                let db_id = to_db_id(*id, "KEK")?;
-                let n = self.execute(
+            } => self.update_one(Kind::Kek, *id, "rewrap", |a, db_id| {
+                a.execute(
                     "UPDATE keks SET wrapped = $1, master_key_id = $2 WHERE id = $3",
                     &[wrapped, master_key_id, &db_id],
-                )?;
-                self.expect_one(Kind::Kek, n, *id, "rewrap")
-            }
-            Change::RetireKek { id, at } => {
-                let db_id = to_db_id(*id, "KEK")?;
-                let n = self.execute(
+                )
+            }),
+            Change::RetireKek { id, at } => self.update_one(Kind::Kek, *id, "retire", |a, db_id| {
+                a.execute(
                     "UPDATE keks SET state = 'retired', retired_at = $1
                      WHERE id = $2 AND state = 'active'",
                     &[at, &db_id],
-                )?;
-                self.expect_one(Kind::Kek, n, *id, "retire")
-            }
+                )
+            }),
             Change::InsertDataKey(key) => self.insert_data_key(key),
             Change::RewrapDataKey {
                 id,
                 wrapped,
                 kek_id,
-            } => {
-                let db_id = to_db_id(*id, "data key")?;
+            } => self.update_one(Kind::DataKey, *id, "rewrap", |a, db_id| {
                 let db_kek_id = to_db_id(*kek_id, "KEK")?;
-                let n = match self.guarded(
+                a.guarded(
                     "UPDATE data_keys SET wrapped = $1, kek_id = $2
                      WHERE id = $3 AND state <> 'destroyed'",
                     &[wrapped, &db_kek_id, &db_id],
-                )? {
-                    Ok(n) => n,
-                    Err(e) => {
-                        return Err(match violation(&e) {
-                            Some((Violation::ForeignKey, _)) => Error::Invalid(format!(
-                                "cannot rewrap data key {id}: there is no KEK with id {kek_id}"
-                            )),
-                            _ => self.db(&e),
-                        });
-                    }
-                };
-                self.expect_one(Kind::DataKey, n, *id, "rewrap")
-            }
+                )?
+                .map_err(|e| match violation(&e) {
+                    Some((Violation::ForeignKey, _)) => rewrap_under_unknown_kek(*id, *kek_id),
+                    _ => a.db(&e),
+                })
+            }),
             Change::RetireDataKey { id, at } => {
-                let db_id = to_db_id(*id, "data key")?;
-                let n = self.execute(
-                    "UPDATE data_keys SET state = 'decrypt-only', retired_at = $1
-                     WHERE id = $2 AND state = 'active'",
-                    &[at, &db_id],
-                )?;
-                self.expect_one(Kind::DataKey, n, *id, "retire")
+                self.update_one(Kind::DataKey, *id, "retire", |a, db_id| {
+                    a.execute(
+                        "UPDATE data_keys SET state = 'decrypt-only', retired_at = $1
+                         WHERE id = $2 AND state = 'active'",
+                        &[at, &db_id],
+                    )
+                })
             }
             Change::ActivateDataKey { id, at } => {
-                let db_id = to_db_id(*id, "data key")?;
-                let n = match self.guarded(
-                    "UPDATE data_keys SET state = 'active', activated_at = $1
-                     WHERE id = $2 AND state = 'decrypt-only'",
-                    &[at, &db_id],
-                )? {
-                    Ok(n) => n,
-                    Err(e) => {
-                        return Err(match violation(&e) {
-                            Some((Violation::Unique, _)) => self.second_active_data_key(*id, None),
-                            _ => self.db(&e),
-                        });
+                self.update_one(Kind::DataKey, *id, "activate", |a, db_id| {
+                    match a.guarded(
+                        "UPDATE data_keys SET state = 'active', activated_at = $1
+                         WHERE id = $2 AND state = 'decrypt-only'",
+                        &[at, &db_id],
+                    )? {
+                        Ok(n) => Ok(n),
+                        Err(e) => Err(match violation(&e) {
+                            Some((Violation::Unique, _)) => a.second_active(*id, None),
+                            _ => a.db(&e),
+                        }),
                     }
-                };
-                self.expect_one(Kind::DataKey, n, *id, "activate")
+                })
             }
             Change::DestroyDataKey { id, at } => {
-                let db_id = to_db_id(*id, "data key")?;
-                let n = self.execute(
-                    "UPDATE data_keys SET state = 'destroyed', destroyed_at = $1, wrapped = ''::bytea
-                     WHERE id = $2 AND state <> 'destroyed'",
-                    &[at, &db_id],
-                )?;
-                self.expect_one(Kind::DataKey, n, *id, "destroy")
+                self.update_one(Kind::DataKey, *id, "destroy", |a, db_id| {
+                    a.execute(
+                        "UPDATE data_keys SET state = 'destroyed', destroyed_at = $1, wrapped = ''::bytea
+                         WHERE id = $2 AND state <> 'destroyed'",
+                        &[at, &db_id],
+                    )
+                })
             }
         }
+    }
+
+    /// Runs `run`, an update of the one `kind` row with id `id` given its database id
+    /// (converted first, so an out-of-range `id` is reported before anything else), and
+    /// checks that it touched exactly that row. `action` names the change in the error for a
+    /// missing row or one in the wrong state.
+    fn update_one(
+        &mut self,
+        kind: Kind,
+        id: u64,
+        action: &str,
+        run: impl FnOnce(&mut Self, i64) -> Result<u64, Error>,
+    ) -> Result<(), Error> {
+        let db_id = to_db_id(id, kind.noun())?;
+        let n = run(self, db_id)?;
+        self.expect_one(kind, n, id, action)
     }
 
     /// Runs a statement whose failure is a database error; returns the rows it touched.
@@ -228,21 +199,7 @@ impl Applier<'_, '_> {
             return Ok(());
         };
         Err(match violation(&e) {
-            Some((Violation::PrimaryKey, _)) => {
-                Error::Invalid(format!("a KEK with id {} already exists", kek.id))
-            }
-            Some((Violation::Unique, db)) => match self.active_kek() {
-                Ok(Some(active)) => Error::Invalid(format!(
-                    "cannot add KEK {} as active: KEK {active} is already active \
-                     (retire it earlier in the same batch)",
-                    kek.id
-                )),
-                Ok(None) => Error::Invalid(format!("cannot add KEK {}: {}", kek.id, db.message())),
-                Err(err) => err,
-            },
-            Some((Violation::ForeignKey | Violation::Other, db)) => {
-                Error::Invalid(format!("cannot add KEK {}: {}", kek.id, db.message()))
-            }
+            Some((v, db)) => kek_insert_error(kek.id, v, &db.message(), || self.active_kek()),
             None => self.db(&e),
         })
     }
@@ -250,12 +207,7 @@ impl Applier<'_, '_> {
     fn insert_data_key(&mut self, key: &DataKeyRecord) -> Result<(), Error> {
         let db_id = to_db_id(key.id, "data key")?;
         let db_kek_id = to_db_id(key.kek_id, "KEK")?;
-        if key.state == DataKeyState::Destroyed && !key.wrapped.is_empty() {
-            return Err(Error::Invalid(format!(
-                "cannot add data key {} as destroyed while it still has key material",
-                key.id
-            )));
-        }
+        check_destroyed_is_empty(key)?;
         let result = self.guarded(
             "INSERT INTO data_keys (id, seq, keyring, method, wrapped, kek_id, state,
                                     created_at, activated_at, retired_at, destroyed_at)
@@ -278,23 +230,15 @@ impl Applier<'_, '_> {
             return Ok(());
         };
         Err(match violation(&e) {
-            Some((Violation::PrimaryKey, _)) => {
-                Error::Invalid(format!("a data key with id {} already exists", key.id))
-            }
-            Some((Violation::Unique, _)) => self.second_active_data_key(key.id, Some(&key.keyring)),
-            Some((Violation::ForeignKey, _)) => Error::Invalid(format!(
-                "cannot add data key {}: there is no KEK with id {}",
-                key.id, key.kek_id
-            )),
-            Some((Violation::Other, db)) => {
-                Error::Invalid(format!("cannot add data key {}: {}", key.id, db.message()))
-            }
+            Some((v, db)) => data_key_insert_error(key, v, &db.message(), || {
+                self.second_active(key.id, Some(&key.keyring))
+            }),
             None => self.db(&e),
         })
     }
 
     /// The error for data key `id` becoming a second active key in its keyring.
-    fn second_active_data_key(&mut self, id: u64, keyring: Option<&str>) -> Error {
+    fn second_active(&mut self, id: u64, keyring: Option<&str>) -> Error {
         let keyring = match keyring {
             Some(k) => k.to_owned(),
             None => {
@@ -318,13 +262,7 @@ impl Applier<'_, '_> {
             )
             .and_then(|r| r.map(|r| r.try_get::<_, i64>(0)).transpose());
         match active {
-            Ok(Some(other)) => Error::Invalid(format!(
-                "data key {id} cannot be active: keyring '{keyring}' already has an active data \
-                 key ({other}); retire it earlier in the same batch"
-            )),
-            Ok(None) => Error::Invalid(format!(
-                "data key {id} cannot be active: keyring '{keyring}' already has an active data key"
-            )),
+            Ok(other) => second_active_data_key(id, &keyring, other),
             Err(e) => self.db(&e),
         }
     }
@@ -345,12 +283,8 @@ impl Applier<'_, '_> {
         if rows == 1 {
             return Ok(());
         }
-        let noun = kind.noun();
         let state = self.state_of(kind.table(), id)?;
-        Err(Error::Invalid(match state {
-            None => format!("cannot {action} {noun}: there is no {noun} with id {id}"),
-            Some(state) => format!("cannot {action} {noun} {id}: it is {state}"),
-        }))
+        Err(not_applicable(kind, id, action, state))
     }
 
     /// The stored state of row `id` of `table` (a constant table name), if the row exists.

@@ -3,10 +3,11 @@
 //! Ids compare byte by byte (`COLLATE "C"`), as SQLite's do, whatever the database's
 //! collation: listing order and prefix ranges are the same on both backends.
 
-use ::postgres::Row;
 use ::postgres::types::Type;
+use ::postgres::{Row, Transaction};
 
 use super::PgKeystore;
+use crate::objects::{Contents, ObjectWriter, apply_changes, prefix_end, stored_object};
 use crate::{Error, Object, ObjectChange, ObjectStore};
 
 /// Version 2: the object table and its generation.
@@ -24,34 +25,79 @@ ALTER TABLE meta ADD COLUMN objects_generation BIGINT NOT NULL DEFAULT 0;
 "#;
 
 impl PgKeystore {
+    /// An object row (`kind, id, version, doc, blob`), its version checked.
     pub(super) fn object(&self, r: &Row) -> Result<Object, Error> {
         let db = |e: ::postgres::Error| self.db(&e);
-        let kind: String = r.try_get(0).map_err(db)?;
-        let id: String = r.try_get(1).map_err(db)?;
-        let version: i64 = r.try_get(2).map_err(db)?;
-        let version = u64::try_from(version)
-            .map_err(|_| self.corrupt(format!("object {kind}/{id} has version {version}")))?;
-        Ok(Object {
-            kind,
-            id,
-            version,
-            doc: r.try_get(3).map_err(db)?,
-            blob: r.try_get(4).map_err(db)?,
-        })
+        let fields = (
+            r.try_get(0).map_err(db)?,
+            r.try_get(1).map_err(db)?,
+            r.try_get(2).map_err(db)?,
+            r.try_get(3).map_err(db)?,
+            r.try_get(4).map_err(db)?,
+        );
+        stored_object(fields, &self.location)
     }
 }
 
-/// `prefix` as the upper bound of a range scan: the smallest string greater than every
-/// string starting with `prefix` (None when there is none, i.e. no upper bound).
-fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(c) = chars.pop() {
-        if let Some(next) = char::from_u32(c as u32 + 1) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
+/// Object writes in `tx`, a write transaction of `store` holding the `meta` lock.
+pub(super) struct Writer<'a, 't> {
+    pub(super) tx: &'a mut Transaction<'t>,
+    pub(super) store: &'a PgKeystore,
+}
+
+impl ObjectWriter for Writer<'_, '_> {
+    fn insert(&mut self, c: &Contents<'_>) -> Result<bool, Error> {
+        self.tx
+            .execute(
+                "INSERT INTO objects (kind, id, version, doc, blob)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (kind, id) DO NOTHING",
+                &[&c.kind, &c.id, &c.version, &c.doc, &c.blob],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.store.db(&e))
     }
-    None
+
+    fn update(&mut self, c: &Contents<'_>) -> Result<bool, Error> {
+        self.tx
+            .execute(
+                "UPDATE objects SET version = version + 1, doc = $3, blob = $4
+                 WHERE kind = $1 AND id = $2 AND version = $5",
+                &[&c.kind, &c.id, &c.doc, &c.blob, &c.version],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.store.db(&e))
+    }
+
+    fn version(&mut self, kind: &str, id: &str) -> Result<Option<i64>, Error> {
+        self.tx
+            .query_opt(
+                "SELECT version FROM objects WHERE kind = $1 AND id = $2",
+                &[&kind, &id],
+            )
+            .and_then(|r| r.map(|r| r.try_get(0)).transpose())
+            .map_err(|e| self.store.db(&e))
+    }
+
+    fn delete(&mut self, kind: &str, id: &str) -> Result<(), Error> {
+        self.tx
+            .execute(
+                "DELETE FROM objects WHERE kind = $1 AND id = $2",
+                &[&kind, &id],
+            )
+            .map(drop)
+            .map_err(|e| self.store.db(&e))
+    }
+
+    fn bump_generation(&mut self) -> Result<(), Error> {
+        self.tx
+            .execute(
+                "UPDATE meta SET objects_generation = objects_generation + 1 WHERE id = 1",
+                &[],
+            )
+            .map(drop)
+            .map_err(|e| self.store.db(&e))
+    }
 }
 
 impl ObjectStore for PgKeystore {
@@ -94,81 +140,9 @@ impl ObjectStore for PgKeystore {
 
     fn apply_with(&self, changes: &[ObjectChange], bump: bool) -> Result<(), Error> {
         self.write(|tx| {
-            let db = |e: ::postgres::Error| self.db(&e);
             // Object writers take turns, as on SQLite, and after any key change in progress.
             self.lock_meta(tx)?;
-            for c in changes {
-                match c {
-                    ObjectChange::Create {
-                        kind,
-                        id,
-                        doc,
-                        blob,
-                    } => {
-                        let n = tx
-                            .execute(
-                                "INSERT INTO objects (kind, id, version, doc, blob)
-                                 VALUES ($1, $2, 1, $3, $4)
-                                 ON CONFLICT (kind, id) DO NOTHING",
-                                &[kind, id, doc, blob],
-                            )
-                            .map_err(db)?;
-                        if n != 1 {
-                            return Err(Error::AlreadyExists {
-                                what: format!("{kind} {id}"),
-                            });
-                        }
-                    }
-                    ObjectChange::Update {
-                        kind,
-                        id,
-                        version,
-                        doc,
-                        blob,
-                    } => {
-                        let v = i64::try_from(*version)
-                            .map_err(|_| Error::Invalid(format!("version {version}")))?;
-                        let n = tx
-                            .execute(
-                                "UPDATE objects SET version = version + 1, doc = $3, blob = $4
-                                 WHERE kind = $1 AND id = $2 AND version = $5",
-                                &[kind, id, doc, blob, &v],
-                            )
-                            .map_err(db)?;
-                        if n != 1 {
-                            let found: Option<i64> = tx
-                                .query_opt(
-                                    "SELECT version FROM objects WHERE kind = $1 AND id = $2",
-                                    &[kind, id],
-                                )
-                                .and_then(|r| r.map(|r| r.try_get(0)).transpose())
-                                .map_err(db)?;
-                            return Err(match found {
-                                None => Error::Invalid(format!("no {kind} {id}")),
-                                Some(f) => Error::Conflict {
-                                    expected: *version,
-                                    found: u64::try_from(f).unwrap_or(0),
-                                },
-                            });
-                        }
-                    }
-                    ObjectChange::Delete { kind, id } => {
-                        tx.execute(
-                            "DELETE FROM objects WHERE kind = $1 AND id = $2",
-                            &[kind, id],
-                        )
-                        .map_err(db)?;
-                    }
-                }
-            }
-            if bump {
-                tx.execute(
-                    "UPDATE meta SET objects_generation = objects_generation + 1 WHERE id = 1",
-                    &[],
-                )
-                .map_err(db)?;
-            }
-            Ok(())
+            apply_changes(&mut Writer { tx, store: self }, changes, bump)
         })
     }
 

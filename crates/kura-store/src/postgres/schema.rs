@@ -12,6 +12,7 @@ use ::postgres::{Client, IsolationLevel};
 
 use super::PgKeystore;
 use crate::Error;
+use crate::schema::{check_version, latest_version};
 
 /// Version 1: KEKs, data keys and the generation counter.
 ///
@@ -64,9 +65,7 @@ pub(crate) const V1_FOR_TESTS: &str = V1;
 const MIGRATIONS: &[&str] = &[V1, super::objects::V2];
 
 /// The newest schema version this build knows.
-// The list is tiny; the cast cannot truncate.
-#[allow(clippy::cast_possible_wrap)]
-pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const LATEST_VERSION: i64 = latest_version(MIGRATIONS);
 
 /// The advisory lock held while migrating ("kura_sch" in ASCII).
 pub(crate) const LOCK_KEY: i64 = 0x6b75_7261_5f73_6368;
@@ -83,7 +82,7 @@ pub(crate) fn prepare(client: &mut Client, store: &PgKeystore) -> Result<(), Err
     let db = |e: ::postgres::Error| store.db(&e);
     // Refuse a newer schema, and skip the lock when there is nothing to do.
     let current = stored_version(client).map_err(db)?;
-    if check_version(current, store)? == MIGRATIONS.len() {
+    if check_version(current, LATEST_VERSION, &store.location)? == MIGRATIONS.len() {
         return Ok(());
     }
     let mut tx = client
@@ -100,7 +99,7 @@ pub(crate) fn prepare(client: &mut Client, store: &PgKeystore) -> Result<(), Err
         .and_then(|r| r.map(|r| r.try_get::<_, i64>(0)).transpose())
         .map_err(db)?
         .unwrap_or(0);
-    let current = check_version(current, store)?;
+    let current = check_version(current, LATEST_VERSION, &store.location)?;
     for step in MIGRATIONS.iter().skip(current) {
         tx.batch_execute(step).map_err(db)?;
     }
@@ -126,17 +125,4 @@ fn stored_version(client: &mut Client) -> Result<i64, ::postgres::Error> {
         .map(|r| r.try_get::<_, i64>(0))
         .transpose()?
         .unwrap_or(0))
-}
-
-/// Checks that `version` is one this build can open, returning it as a migration index.
-fn check_version(version: i64, store: &PgKeystore) -> Result<usize, Error> {
-    if version > LATEST_VERSION {
-        return Err(Error::SchemaTooNew {
-            location: store.location.clone(),
-            found: version,
-            supported: LATEST_VERSION,
-        });
-    }
-    usize::try_from(version)
-        .map_err(|_| store.corrupt(format!("negative schema version {version}")))
 }

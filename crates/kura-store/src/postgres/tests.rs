@@ -9,7 +9,7 @@ use kura_testkit::PgServer;
 
 use super::PgKeystore;
 use super::schema::{LATEST_VERSION, V1_FOR_TESTS};
-use super::url::redact_password;
+use super::url::redact_url_password;
 use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore};
 use crate::{ObjectChange, ObjectStore};
 
@@ -97,7 +97,7 @@ fn passwords_are_redacted_in_every_form() {
         ("host=h", "host=h"),
     ];
     for (url, redacted) in cases {
-        assert_eq!(redact_password(url), redacted, "{url}");
+        assert_eq!(redact_url_password(url), redacted, "{url}");
     }
 }
 

@@ -27,10 +27,22 @@ pub(super) fn describe(config: &Config) -> String {
     )
 }
 
-/// `url` with any password replaced by `***`: the password of a URL's user information
-/// (`postgres://user:password@host/db`), `password=` query parameters, and the `password`
-/// key of a `key=value` connection string (quoted or not).
-pub(super) fn redact_password(url: &str) -> String {
+/// `url` with any password replaced by `***`, for messages: the password of a URL's user
+/// information (`scheme://user:password@host/db`, whatever the scheme), `password=` query
+/// parameters, and the `password` key of a PostgreSQL `key=value` connection string (quoted
+/// or not).
+///
+/// ```
+/// assert_eq!(
+///     kura_store::redact_url_password("postgres://kura:secret@db/kura?password=x"),
+///     "postgres://kura:***@db/kura?password=***"
+/// );
+/// assert_eq!(
+///     kura_store::redact_url_password("host=db password='a b' dbname=kura"),
+///     "host=db password=*** dbname=kura"
+/// );
+/// ```
+pub fn redact_url_password(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let mut out = url.to_owned();
         let rest_start = scheme_end + 3;

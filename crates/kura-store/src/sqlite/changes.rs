@@ -8,20 +8,13 @@
 
 use rusqlite::{Connection, OptionalExtension, Params, ffi, params};
 
-use super::{db_error, from_db_id, to_db_id};
-use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord};
-
-/// The kind of constraint a failed statement violated.
-enum Violation {
-    /// A duplicate `INTEGER PRIMARY KEY` (a key id already in use).
-    PrimaryKey,
-    /// A unique index: in practice, a second active key.
-    Unique,
-    /// A reference to a KEK that does not exist.
-    ForeignKey,
-    /// Any other constraint (a `CHECK`).
-    Other,
-}
+use super::db_error;
+use crate::changes::{
+    Kind, Violation, check_destroyed_is_empty, data_key_insert_error, kek_insert_error,
+    not_applicable, rewrap_under_unknown_kek, second_active_data_key,
+};
+use crate::ids::{from_db_id, to_db_id};
+use crate::{Change, DataKeyRecord, Error, KekRecord};
 
 /// Classifies `e` if it is a constraint violation.
 fn violation(e: &rusqlite::Error) -> Option<Violation> {
@@ -35,31 +28,6 @@ fn violation(e: &rusqlite::Error) -> Option<Violation> {
         ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Violation::ForeignKey,
         _ => Violation::Other,
     })
-}
-
-/// The two tables a change updates.
-#[derive(Clone, Copy)]
-enum Kind {
-    Kek,
-    DataKey,
-}
-
-impl Kind {
-    /// The name of a row in error messages.
-    fn noun(self) -> &'static str {
-        match self {
-            Self::Kek => "KEK",
-            Self::DataKey => "data key",
-        }
-    }
-
-    /// The table (a constant name).
-    fn table(self) -> &'static str {
-        match self {
-            Self::Kek => "keks",
-            Self::DataKey => "data_keys",
-        }
-    }
 }
 
 /// Applies `changes` in order on `conn`, which must be inside a write transaction.
@@ -120,11 +88,8 @@ impl Applier<'_> {
                  WHERE id = ?3 AND state <> 'destroyed'",
                 |db_id| Ok((wrapped, to_db_id(*kek_id, "KEK")?, db_id)),
                 |v| {
-                    matches!(v, Some(Violation::ForeignKey)).then(|| {
-                        Error::Invalid(format!(
-                            "cannot rewrap data key {id}: there is no KEK with id {kek_id}"
-                        ))
-                    })
+                    matches!(v, Some(Violation::ForeignKey))
+                        .then(|| rewrap_under_unknown_kek(*id, *kek_id))
                 },
             ),
             Change::RetireDataKey { id, at } => self.update_one(
@@ -143,10 +108,7 @@ impl Applier<'_> {
                 "UPDATE data_keys SET state = 'active', activated_at = ?1
                  WHERE id = ?2 AND state = 'decrypt-only'",
                 |db_id| Ok((at, db_id)),
-                |v| {
-                    matches!(v, Some(Violation::Unique))
-                        .then(|| self.second_active_data_key(*id, None))
-                },
+                |v| matches!(v, Some(Violation::Unique)).then(|| self.second_active(*id, None)),
             ),
             Change::DestroyDataKey { id, at } => self.update_one(
                 Kind::DataKey,
@@ -199,21 +161,7 @@ impl Applier<'_> {
                 ],
             )
             .map_err(|e| match violation(&e) {
-                Some(Violation::PrimaryKey) => {
-                    Error::Invalid(format!("a KEK with id {} already exists", kek.id))
-                }
-                Some(Violation::Unique) => match self.active_kek() {
-                    Ok(Some(active)) => Error::Invalid(format!(
-                        "cannot add KEK {} as active: KEK {active} is already active \
-                         (retire it earlier in the same batch)",
-                        kek.id
-                    )),
-                    Ok(None) => Error::Invalid(format!("cannot add KEK {}: {e}", kek.id)),
-                    Err(err) => err,
-                },
-                Some(Violation::ForeignKey | Violation::Other) => {
-                    Error::Invalid(format!("cannot add KEK {}: {e}", kek.id))
-                }
+                Some(v) => kek_insert_error(kek.id, v, &e, || self.active_kek()),
                 None => self.db(e),
             })
             .map(drop)
@@ -222,12 +170,7 @@ impl Applier<'_> {
     fn insert_data_key(&self, key: &DataKeyRecord) -> Result<(), Error> {
         let db_id = to_db_id(key.id, "data key")?;
         let db_kek_id = to_db_id(key.kek_id, "KEK")?;
-        if key.state == DataKeyState::Destroyed && !key.wrapped.is_empty() {
-            return Err(Error::Invalid(format!(
-                "cannot add data key {} as destroyed while it still has key material",
-                key.id
-            )));
-        }
+        check_destroyed_is_empty(key)?;
         self.conn
             .execute(
                 "INSERT INTO data_keys (id, seq, keyring, method, wrapped, kek_id, state,
@@ -248,24 +191,16 @@ impl Applier<'_> {
                 ],
             )
             .map_err(|e| match violation(&e) {
-                Some(Violation::PrimaryKey) => {
-                    Error::Invalid(format!("a data key with id {} already exists", key.id))
-                }
-                Some(Violation::Unique) => self.second_active_data_key(key.id, Some(&key.keyring)),
-                Some(Violation::ForeignKey) => Error::Invalid(format!(
-                    "cannot add data key {}: there is no KEK with id {}",
-                    key.id, key.kek_id
-                )),
-                Some(Violation::Other) => {
-                    Error::Invalid(format!("cannot add data key {}: {e}", key.id))
-                }
+                Some(v) => data_key_insert_error(key, v, &e, || {
+                    self.second_active(key.id, Some(&key.keyring))
+                }),
                 None => self.db(e),
             })
             .map(drop)
     }
 
     /// The error for data key `id` becoming a second active key in its keyring.
-    fn second_active_data_key(&self, id: u64, keyring: Option<&str>) -> Error {
+    fn second_active(&self, id: u64, keyring: Option<&str>) -> Error {
         let keyring = match keyring {
             Some(k) => k.to_owned(),
             None => match self
@@ -291,13 +226,7 @@ impl Applier<'_> {
             )
             .optional();
         match active {
-            Ok(Some(other)) => Error::Invalid(format!(
-                "data key {id} cannot be active: keyring '{keyring}' already has an active data \
-                 key ({other}); retire it earlier in the same batch"
-            )),
-            Ok(None) => Error::Invalid(format!(
-                "data key {id} cannot be active: keyring '{keyring}' already has an active data key"
-            )),
+            Ok(other) => second_active_data_key(id, &keyring, other),
             Err(e) => self.db(e),
         }
     }
@@ -320,12 +249,8 @@ impl Applier<'_> {
         if rows == 1 {
             return Ok(());
         }
-        let noun = kind.noun();
         let state = self.state_of(kind.table(), id)?;
-        Err(Error::Invalid(match state {
-            None => format!("cannot {action} {noun}: there is no {noun} with id {id}"),
-            Some(state) => format!("cannot {action} {noun} {id}: it is {state}"),
-        }))
+        Err(not_applicable(kind, id, action, state))
     }
 
     /// The stored state of row `id` of `table` (a constant table name), if the row exists.

@@ -12,6 +12,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::db_error;
 use crate::Error;
+use crate::schema::{check_version, latest_version};
 
 /// Version 1: KEKs, data keys and the generation counter.
 ///
@@ -64,9 +65,7 @@ pub(crate) const V1_FOR_TESTS: &str = V1;
 const MIGRATIONS: &[&str] = &[V1, super::objects::V2];
 
 /// The newest schema version this build knows.
-// The list is tiny; the cast cannot truncate.
-#[allow(clippy::cast_possible_wrap)]
-pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const LATEST_VERSION: i64 = latest_version(MIGRATIONS);
 
 /// How long a connection waits for another one's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
@@ -84,7 +83,7 @@ pub(crate) fn prepare(conn: &mut Connection, location: &str) -> Result<(), Error
         .map_err(db)?;
 
     // Refuse a newer schema before writing anything, the journal-mode switch included.
-    check_version(user_version(conn, location)?, location)?;
+    check_version(user_version(conn, location)?, LATEST_VERSION, location)?;
 
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
@@ -109,7 +108,7 @@ fn migrate(conn: &mut Connection, location: &str) -> Result<(), Error> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db)?;
     // Another process may have migrated while this one waited for the lock.
-    let current = check_version(user_version(&tx, location)?, location)?;
+    let current = check_version(user_version(&tx, location)?, LATEST_VERSION, location)?;
     for step in MIGRATIONS.iter().skip(current) {
         tx.execute_batch(step).map_err(db)?;
     }
@@ -122,19 +121,4 @@ fn migrate(conn: &mut Connection, location: &str) -> Result<(), Error> {
 fn user_version(conn: &Connection, location: &str) -> Result<i64, Error> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| db_error(location, e))
-}
-
-/// Checks that `version` is one this build can open, returning it as a migration index.
-fn check_version(version: i64, location: &str) -> Result<usize, Error> {
-    if version > LATEST_VERSION {
-        return Err(Error::SchemaTooNew {
-            location: location.to_owned(),
-            found: version,
-            supported: LATEST_VERSION,
-        });
-    }
-    usize::try_from(version).map_err(|_| Error::Corrupt {
-        location: location.to_owned(),
-        what: format!("negative schema version {version}"),
-    })
 }

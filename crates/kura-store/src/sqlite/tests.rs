@@ -1,13 +1,14 @@
-//! Unit tests of the SQLite keystore's internals: id conversion, connection settings, the
-//! schema and its migrations, and detection of corrupt data.
+//! Unit tests of the SQLite keystore's internals: connection settings, the schema and its
+//! migrations, and detection of corrupt data. The behaviour through the traits (rejected
+//! changes and their messages included) is the conformance suite's, in `tests/sqlite.rs`.
 
 use std::path::PathBuf;
 
 use rusqlite::Connection;
 use tempfile::TempDir;
 
+use super::SqliteKeystore;
 use super::schema::LATEST_VERSION;
-use super::{SqliteKeystore, from_db_id, to_db_id};
 use crate::{Change, DataKeyRecord, DataKeyState, Error, KekRecord, KekState, Keystore};
 
 fn temp_store() -> (TempDir, PathBuf, SqliteKeystore) {
@@ -52,48 +53,6 @@ fn initialised() -> (TempDir, PathBuf, SqliteKeystore) {
         ])
         .unwrap();
     (dir, path, store)
-}
-
-fn invalid_message(result: Result<u64, Error>) -> String {
-    match result {
-        Err(Error::Invalid(msg)) => msg,
-        other => panic!("expected Error::Invalid, got {other:?}"),
-    }
-}
-
-#[test]
-fn ids_must_be_in_1_to_2_pow_63() {
-    assert!(matches!(to_db_id(0, "KEK"), Err(Error::Invalid(_))));
-    assert_eq!(to_db_id(1, "KEK").unwrap(), 1);
-    assert_eq!(to_db_id(i64::MAX as u64, "KEK").unwrap(), i64::MAX);
-    assert!(matches!(to_db_id(1 << 63, "KEK"), Err(Error::Invalid(_))));
-    assert!(matches!(to_db_id(u64::MAX, "KEK"), Err(Error::Invalid(_))));
-
-    assert_eq!(from_db_id(7, "x").unwrap(), 7);
-    assert!(matches!(from_db_id(0, "x"), Err(Error::Corrupt { .. })));
-    assert!(matches!(from_db_id(-1, "x"), Err(Error::Corrupt { .. })));
-}
-
-#[test]
-fn out_of_range_ids_in_changes_are_rejected() {
-    let (_dir, _path, store) = initialised();
-    for change in [
-        Change::InsertKek(KekRecord {
-            state: KekState::Retired,
-            ..kek(1 << 63)
-        }),
-        Change::InsertDataKey(data_key(0, "other", 1, DataKeyState::DecryptOnly)),
-        Change::InsertDataKey(data_key(11, "other", 0, DataKeyState::DecryptOnly)),
-        Change::RetireKek { id: 0, at: 1 },
-        Change::DestroyDataKey {
-            id: u64::MAX,
-            at: 1,
-        },
-    ] {
-        let msg = invalid_message(store.commit(1, std::slice::from_ref(&change)));
-        assert!(msg.contains("out of range"), "{change:?}: {msg}");
-    }
-    assert_eq!(store.generation().unwrap(), Some(1));
 }
 
 #[test]
@@ -245,131 +204,6 @@ fn missing_meta_row_is_corrupt() {
     assert!(matches!(store.generation(), Err(Error::Corrupt { .. })));
     assert!(matches!(store.snapshot(), Err(Error::Corrupt { .. })));
     assert!(matches!(store.commit(1, &[]), Err(Error::Corrupt { .. })));
-}
-
-#[test]
-fn initialize_must_add_a_kek() {
-    let (_dir, _path, store) = temp_store();
-    let msg = invalid_message(store.initialize(&[]));
-    assert!(msg.contains("KEK"), "{msg}");
-    assert_eq!(store.generation().unwrap(), None);
-    let generation: i64 = store
-        .lock()
-        .query_row("SELECT generation FROM meta", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(generation, 0, "the failed initialisation was rolled back");
-}
-
-#[test]
-fn commit_on_uninitialised_store_is_not_initialized() {
-    let (_dir, path, store) = temp_store();
-    match store.commit(0, &[Change::InsertKek(kek(1))]) {
-        Err(Error::NotInitialized { location }) => assert_eq!(location, path.display().to_string()),
-        other => panic!("expected NotInitialized, got {other:?}"),
-    }
-    assert_eq!(store.snapshot().unwrap(), None);
-}
-
-#[test]
-fn state_transitions_are_checked() {
-    let (_dir, _path, store) = initialised();
-    let cases: &[(Change, &str)] = &[
-        (
-            Change::ActivateDataKey { id: 10, at: 5 },
-            "cannot activate data key 10: it is active",
-        ),
-        (
-            Change::RetireKek { id: 77, at: 5 },
-            "there is no KEK with id 77",
-        ),
-        (
-            Change::RewrapKek {
-                id: 77,
-                wrapped: vec![1],
-                master_key_id: "m".into(),
-            },
-            "there is no KEK with id 77",
-        ),
-        (
-            Change::RewrapDataKey {
-                id: 10,
-                wrapped: vec![1],
-                kek_id: 77,
-            },
-            "there is no KEK with id 77",
-        ),
-        (
-            Change::InsertDataKey(data_key(11, "x", 77, DataKeyState::DecryptOnly)),
-            "there is no KEK with id 77",
-        ),
-        (
-            Change::InsertKek(KekRecord {
-                state: KekState::Retired,
-                ..kek(1)
-            }),
-            "a KEK with id 1 already exists",
-        ),
-        (
-            Change::InsertDataKey(data_key(10, "x", 1, DataKeyState::DecryptOnly)),
-            "a data key with id 10 already exists",
-        ),
-        (Change::InsertKek(kek(2)), "KEK 1 is already active"),
-        (
-            Change::InsertDataKey(DataKeyRecord {
-                wrapped: vec![1],
-                ..data_key(11, "x", 1, DataKeyState::Destroyed)
-            }),
-            "still has key material",
-        ),
-    ];
-    for (change, expected) in cases {
-        let msg = invalid_message(store.commit(1, std::slice::from_ref(change)));
-        assert!(msg.contains(expected), "{change:?}: {msg}");
-    }
-    assert_eq!(store.generation().unwrap(), Some(1));
-
-    // Retired and destroyed keys cannot be retired, rewrapped or destroyed again.
-    store
-        .commit(
-            1,
-            &[
-                Change::RetireKek { id: 1, at: 6 },
-                Change::InsertKek(kek(2)),
-                Change::DestroyDataKey { id: 10, at: 6 },
-            ],
-        )
-        .unwrap();
-    let cases: &[(Change, &str)] = &[
-        (
-            Change::RetireKek { id: 1, at: 7 },
-            "cannot retire KEK 1: it is retired",
-        ),
-        (
-            Change::RetireDataKey { id: 10, at: 7 },
-            "cannot retire data key 10: it is destroyed",
-        ),
-        (
-            Change::DestroyDataKey { id: 10, at: 7 },
-            "cannot destroy data key 10: it is destroyed",
-        ),
-        (
-            Change::RewrapDataKey {
-                id: 10,
-                wrapped: vec![1],
-                kek_id: 2,
-            },
-            "cannot rewrap data key 10: it is destroyed",
-        ),
-        (
-            Change::ActivateDataKey { id: 10, at: 7 },
-            "cannot activate data key 10: it is destroyed",
-        ),
-    ];
-    for (change, expected) in cases {
-        let msg = invalid_message(store.commit(2, std::slice::from_ref(change)));
-        assert!(msg.contains(expected), "{change:?}: {msg}");
-    }
-    assert_eq!(store.generation().unwrap(), Some(2));
 }
 
 #[test]

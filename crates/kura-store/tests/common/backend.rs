@@ -4,11 +4,11 @@
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use kura_store::{Change, DataKeyState, KekState, PgKeystore, Snapshot, SqliteKeystore, Store};
+use kura_store::{PgKeystore, Snapshot, SqliteKeystore, Store};
 use kura_testkit::PgServer;
 use tempfile::TempDir;
 
-use super::{DATA_KEY_ID, KEK_ID, data_key, kek};
+use super::initial_changes;
 
 /// Which store a conformance test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,22 +84,10 @@ impl Fixture {
         }
     }
 
-    /// A store initialised with one active KEK ([`KEK_ID`]) and one active data key
-    /// ([`DATA_KEY_ID`]) in `default`, at generation 1.
+    /// A store initialised with [`initial_changes`], at generation 1.
     pub(crate) fn initialised(backend: Backend) -> Self {
         let f = Self::fresh(backend);
-        let generation = f
-            .store
-            .initialize(&[
-                Change::InsertKek(kek(KEK_ID, KekState::Active, 1_000)),
-                Change::InsertDataKey(data_key(
-                    DATA_KEY_ID,
-                    "default",
-                    DataKeyState::Active,
-                    1_000,
-                )),
-            ])
-            .unwrap();
+        let generation = f.store.initialize(&initial_changes()).unwrap();
         assert_eq!(generation, 1);
         f
     }

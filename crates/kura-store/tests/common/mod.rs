@@ -57,21 +57,25 @@ pub(crate) fn data_key(
     }
 }
 
-/// A store initialised with one active KEK and one active data key in `default`.
+/// What an initialised store starts with: one active KEK ([`KEK_ID`]) and one active data
+/// key ([`DATA_KEY_ID`]) in `default`.
+pub(crate) fn initial_changes() -> Vec<Change> {
+    vec![
+        Change::InsertKek(kek(KEK_ID, KekState::Active, 1_000)),
+        Change::InsertDataKey(data_key(
+            DATA_KEY_ID,
+            "default",
+            DataKeyState::Active,
+            1_000,
+        )),
+    ]
+}
+
+/// A SQLite store initialised with [`initial_changes`].
 pub(crate) fn initialised() -> (TempDir, PathBuf, SqliteKeystore) {
     let (dir, path) = temp_path();
     let store = SqliteKeystore::open(&path).unwrap();
-    let generation = store
-        .initialize(&[
-            Change::InsertKek(kek(KEK_ID, KekState::Active, 1_000)),
-            Change::InsertDataKey(data_key(
-                DATA_KEY_ID,
-                "default",
-                DataKeyState::Active,
-                1_000,
-            )),
-        ])
-        .unwrap();
+    let generation = store.initialize(&initial_changes()).unwrap();
     assert_eq!(generation, 1);
     (dir, path, store)
 }

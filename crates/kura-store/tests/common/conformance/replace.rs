@@ -48,6 +48,16 @@ fn object(kind: &str, id: &str, version: u64) -> Object {
     }
 }
 
+/// A new `(kind, id)` with an empty document and blob.
+fn create(kind: &str, id: &str) -> ObjectChange {
+    ObjectChange::Create {
+        kind: kind.into(),
+        id: id.into(),
+        doc: "{}".into(),
+        blob: Vec::new(),
+    }
+}
+
 fn contents(kek_id: u64, dk_id: u64) -> Vec<Change> {
     vec![
         Change::InsertKek(kek(kek_id)),
@@ -60,13 +70,7 @@ pub(crate) fn replace_into_an_empty_keystore_and_back_out(b: Backend) {
     let f = Fixture::fresh(b);
     let s = &f.store;
     assert!(s.export().unwrap().is_none());
-    s.apply_quiet(&[ObjectChange::Create {
-        kind: NODE_KIND.into(),
-        id: "n1".into(),
-        doc: "{}".into(),
-        blob: Vec::new(),
-    }])
-    .unwrap();
+    s.apply_quiet(&[create(NODE_KIND, "n1")]).unwrap();
     let objects = [object("kms-key", "b", 3), object("alias", "a", 1)];
     assert_eq!(s.replace_all(None, &contents(1, 10), &objects).unwrap(), 1);
     let e = s.export().unwrap().unwrap();
@@ -88,20 +92,8 @@ pub(crate) fn replace_replaces_everything_but_nodes_at_the_expected_generation(b
     let f = Fixture::fresh(b);
     let s = &f.store;
     s.initialize(&contents(1, 10)).unwrap();
-    s.apply(&[ObjectChange::Create {
-        kind: "alias".into(),
-        id: "old".into(),
-        doc: "{}".into(),
-        blob: Vec::new(),
-    }])
-    .unwrap();
-    s.apply_quiet(&[ObjectChange::Create {
-        kind: NODE_KIND.into(),
-        id: "n1".into(),
-        doc: "{}".into(),
-        blob: Vec::new(),
-    }])
-    .unwrap();
+    s.apply(&[create("alias", "old")]).unwrap();
+    s.apply_quiet(&[create(NODE_KIND, "n1")]).unwrap();
     assert!(matches!(
         s.replace_all(Some(7), &contents(2, 20), &[]),
         Err(Error::Conflict {
