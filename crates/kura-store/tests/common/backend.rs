@@ -1,9 +1,6 @@
 //! The backend fixture: a fresh, empty store on SQLite (a file in a temporary directory) or
 //! PostgreSQL (a database of its own on the one throwaway server of the test binary).
 
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use kura_store::{PgKeystore, Snapshot, SqliteKeystore, Store};
 use kura_testkit::PgServer;
 use tempfile::TempDir;
@@ -17,30 +14,18 @@ pub(crate) enum Backend {
     Postgres,
 }
 
-/// The test binary's PostgreSQL server, started on first use and stopped by its watchdog
-/// when the binary exits.
-static SERVER: LazyLock<Result<PgServer, String>> =
-    LazyLock::new(|| PgServer::start().map_err(|e| e.to_string()));
-
-/// The shared server; a test that cannot have one fails (never skips).
+/// The test binary's shared PostgreSQL server; a test that cannot have one fails (never
+/// skips).
 pub(crate) fn server() -> &'static PgServer {
-    match &*SERVER {
-        Ok(s) => s,
-        Err(e) => panic!("the PostgreSQL tests need a PostgreSQL server: {e}"),
-    }
+    kura_testkit::postgres::shared_server()
+        .unwrap_or_else(|e| panic!("the PostgreSQL tests need a PostgreSQL server: {e}"))
 }
 
 /// A new, empty database on the shared server; its URL.
 pub(crate) fn new_database() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "kura_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    server()
-        .create_database(&name)
-        .unwrap_or_else(|e| panic!("{e}"))
+    kura_testkit::postgres::shared_database("kura")
+        .unwrap_or_else(|e| panic!("the PostgreSQL tests need a PostgreSQL server: {e}"))
+        .1
 }
 
 /// A store of one backend and the means to open it again.
