@@ -58,6 +58,15 @@ pub struct FileInfo {
     pub salt: [u8; 16],
 }
 
+/// A dictionary as [`Dictionary::peek`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peek {
+    /// Every entry, by path.
+    pub entries: BTreeMap<String, FileInfo>,
+    /// The size of the records that read, in bytes.
+    pub size_bytes: u64,
+}
+
 /// The file dictionary of one data root. See the [module documentation](self).
 pub struct Dictionary {
     path: PathBuf,
@@ -160,6 +169,25 @@ impl Dictionary {
             path,
             source: io::Error::other("the file dictionary kept being replaced while opening it"),
         })
+    }
+
+    /// Reads the dictionary in `dir` without taking its lock, for a look from another
+    /// process (metrics, `kura destroy-data-key` checks) while its owner goes on working:
+    /// the owner replaces the file only by an atomic rename and appends whole records, so
+    /// this reads one consistent dictionary (a record being appended is left out, as a torn
+    /// tail is). `None` if the root has no dictionary.
+    pub fn peek(dir: &Path, keyring: &Keyring) -> Result<Option<Peek>, Error> {
+        let path = dir.join(FILE_NAME);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        let loaded = load::load(&path, &bytes, keyring)?;
+        Ok(Some(Peek {
+            entries: loaded.entries,
+            size_bytes: loaded.valid_len,
+        }))
     }
 
     fn new(

@@ -22,8 +22,9 @@ mod metrics;
 pub mod page;
 
 pub use backend::RedbBackend;
-pub use dict::{Dictionary, FileInfo};
+pub use dict::{Dictionary, FileInfo, Peek};
 pub use error::Error;
 pub use file::File;
 pub use fs::{EncryptedFs, META_DIR, Options, normalize};
 pub use method::Method;
+pub use metrics::root_metrics;

@@ -244,26 +244,28 @@ async fn health() -> &'static str {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let kms = app.kms.clone();
-    let counts = tokio::task::spawn_blocking(move || -> Result<BTreeMap<String, u64>, KmsError> {
-        let mut by_state = BTreeMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = kms.store.list(KIND_KEY, "", after.as_deref(), 1000)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            for o in page {
-                let d: crate::model::KeyDoc =
-                    serde_json::from_str(&o.doc).map_err(KmsError::internal)?;
-                *by_state.entry(d.state).or_insert(0) += 1;
+    let counts = tokio::task::spawn_blocking(
+        move || -> Result<(BTreeMap<String, u64>, String), KmsError> {
+            let mut by_state = BTreeMap::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = kms.store.list(KIND_KEY, "", after.as_deref(), 1000)?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                for o in page {
+                    let d: crate::model::KeyDoc =
+                        serde_json::from_str(&o.doc).map_err(KmsError::internal)?;
+                    *by_state.entry(d.state).or_insert(0) += 1;
+                }
             }
-        }
-        Ok(by_state)
-    })
+            Ok((by_state, kms.extra_metrics()))
+        },
+    )
     .await;
     match counts {
-        Ok(Ok(c)) => (
+        Ok(Ok((c, extra))) => (
             [("content-type", "text/plain; version=0.0.4")],
-            app.metrics.render(&c) + &app.kms.key_metrics(),
+            app.metrics.render(&c) + &app.kms.key_metrics() + &extra,
         )
             .into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response(),

@@ -39,5 +39,5 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT: &str = "111122223333";
 
 pub use ops::{Caller, OPERATIONS};
-pub use service::{Identity, KMS_KEYRING, Kms, MAX_UNCHECKED_SECS};
+pub use service::{ExtraMetrics, Identity, KMS_KEYRING, Kms, MAX_UNCHECKED_SECS};
 pub use users::{NewCredentials, UserDoc};

@@ -69,7 +69,11 @@ pub struct Kms {
     /// When the keystore was last checked for changes successfully.
     verified_at: AtomicI64,
     rotation: std::sync::OnceLock<Arc<kura_keys::background::RotationStats>>,
+    extra_metrics: std::sync::OnceLock<ExtraMetrics>,
 }
+
+/// More Prometheus text for `/metrics`, made on the blocking pool at each scrape.
+pub type ExtraMetrics = Box<dyn Fn(&Kms) -> String + Send + Sync>;
 
 fn lock_err<T>(p: PoisonError<T>) -> T {
     p.into_inner()
@@ -95,6 +99,7 @@ impl Kms {
             checked_at: AtomicI64::new(i64::MIN),
             verified_at: AtomicI64::new(now),
             rotation: std::sync::OnceLock::new(),
+            extra_metrics: std::sync::OnceLock::new(),
         }
     }
 
@@ -124,6 +129,20 @@ impl Kms {
             &self.keyring.status(),
             self.rotation.get().map(|s| s.as_ref()),
         )
+    }
+
+    /// Adds `f`'s Prometheus text to every `/metrics` answer (once; later calls are
+    /// ignored). `kura server` serves the gauges of the kura-fs data roots this way.
+    pub fn set_extra_metrics(&self, f: ExtraMetrics) {
+        let _ = self.extra_metrics.set(f);
+    }
+
+    /// The extra Prometheus text, if any was set.
+    pub(crate) fn extra_metrics(&self) -> String {
+        self.extra_metrics
+            .get()
+            .map(|f| f(self))
+            .unwrap_or_default()
     }
 
     /// The keystore underneath (e.g. for the node registry of `kura server`).

@@ -320,3 +320,38 @@ fn the_dev_banner_is_enough_for_the_aws_cli() {
     ]);
     assert_eq!(ok(&c.output().unwrap()).trim(), "Enabled");
 }
+
+/// `/metrics` also carries the gauges of every kura-fs data root a `kura fs` command used
+/// with the server's keystore, read while the server runs.
+#[test]
+fn metrics_include_registered_data_roots() {
+    let s = Server::start();
+    let root = s.data_dir.parent().unwrap().join("files");
+    for (path, content) in [("a.txt", "one"), ("b/c.txt", "two")] {
+        let mut put = server::kura(&s.data_dir)
+            .args(["fs", "put", "--root"])
+            .arg(&root)
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        put.stdin
+            .take()
+            .unwrap()
+            .write_all(content.as_bytes())
+            .unwrap();
+        ok(&put.wait_with_output().unwrap());
+    }
+    let label = std::fs::canonicalize(&root).unwrap().display().to_string();
+    let metrics = server::http_get(&s.endpoint, "/metrics");
+    for line in [
+        format!("kura_fs_root_up{{root=\"{label}\"}} 1"),
+        format!("kura_fs_root_encrypted_files{{root=\"{label}\"}} 2"),
+        "# TYPE kura_fs_root_dictionary_bytes gauge".to_string(),
+    ] {
+        assert!(metrics.contains(&line), "{line}: {metrics}");
+    }
+}

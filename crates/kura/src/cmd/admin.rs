@@ -354,14 +354,13 @@ pub(crate) fn destroy_data_key(cli: &Cli, a: &DestroyArgs) -> Result<()> {
             "destroying data key {id} makes every record and file encrypted under it unreadable forever; add --yes to confirm"
         );
     }
-    let (k, _, s, store) = env::open_store(cli)?;
-    let k = Arc::new(k);
+    let (k, _, _, store) = env::open_store(cli)?;
     // (The active key is refused by the keyring itself, with its own message.)
     let users = if id == k.active_data_key_id() {
         Vec::new()
     } else {
         let mut u = crate::usage::users_of(&*store, id)?;
-        u.extend(crate::cmd::fs::files_under(&k, &s, &*store, id)?);
+        u.extend(crate::cmd::fs::files_under(&k, &*store, id)?);
         u
     };
     if !users.is_empty() {

@@ -92,11 +92,11 @@ fn open_with(dir: &Path, keyring: Arc<Keyring>, s: &Settings) -> Result<Encrypte
 }
 
 /// What in the registered data roots is encrypted under data key `id`, one line per root
-/// (for `kura destroy-data-key`). A root that cannot be opened (another process holds it)
-/// counts as a use: destroying is refused rather than done unchecked.
+/// (for `kura destroy-data-key`). Each root's dictionary is read without its lock, so a
+/// root in use by another process is checked too; one that cannot be read counts as a use:
+/// destroying is refused rather than done unchecked.
 pub(crate) fn files_under(
-    keyring: &Arc<Keyring>,
-    s: &Settings,
+    keyring: &Keyring,
     store: &dyn kura_store::ObjectStore,
     id: u64,
 ) -> Result<Vec<String>> {
@@ -105,9 +105,11 @@ pub(crate) fn files_under(
         if !root.is_dir() {
             continue;
         }
-        match open_with(&root, keyring.clone(), s) {
-            Ok(fs) => {
-                let n = fs.entries().iter().filter(|(_, i)| i.key_id == id).count();
+        match kura_fs::Dictionary::peek(&root.join(kura_fs::META_DIR), keyring) {
+            Ok(peek) => {
+                let n = peek.map_or(0, |p| {
+                    p.entries.values().filter(|i| i.key_id == id).count()
+                });
                 if n > 0 {
                     lines.push(format!(
                         "{n} files in the data root {}; re-encrypt them with `kura fs reencrypt --root {}`",
@@ -117,7 +119,7 @@ pub(crate) fn files_under(
                 }
             }
             Err(e) => lines.push(format!(
-                "the data root {} could not be checked ({e:#}); stop the process using it and try again",
+                "the file dictionary of the data root {} could not be read ({e}); fix it, or remove the root, and try again",
                 root.display()
             )),
         }

@@ -168,6 +168,7 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         (open_kms(&s, id.clone())?, None, source)
     };
     let kms = Arc::new(kms);
+    kms.set_extra_metrics(Box::new(fs_root_metrics));
     // Rotates the data key when due even while no request asks for it; stops with us.
     let _rotator = kms
         .start_rotation(
@@ -339,6 +340,27 @@ async fn reload_on_sighup(kms: Arc<Kms>, source: env::SettingsSource) {
             Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed"),
         }
     }
+}
+
+/// The gauges of every kura-fs data root a `kura fs` command registered with this keystore
+/// and that still exists, read without taking the roots' locks.
+fn fs_root_metrics(kms: &Kms) -> String {
+    let roots = match crate::usage::fs_roots(&*kms.store()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the registered data roots for /metrics");
+            return String::new();
+        }
+    };
+    let present: Vec<&std::path::Path> = roots
+        .iter()
+        .filter(|r| r.is_dir())
+        .map(|r| r.as_path())
+        .collect();
+    if present.is_empty() {
+        return String::new();
+    }
+    kura_fs::root_metrics(&present, kms.keyring())
 }
 
 /// Resolves on SIGTERM or SIGINT.
