@@ -6,7 +6,7 @@
 //! - [`http`]: the axum router: `POST /` (KMS), `GET /health`, `GET /metrics`.
 //! - [`Kms`]: keys, aliases, users and the operations on them; [`Kms::handle`] answers
 //!   one verified request.
-//! - [`sigv4`]: signature verification; [`policy`](crate::policy): key policies.
+//! - [`sigv4`]: signature verification; `policy`: key policies.
 //! - [`error::KmsError`]: every error as AWS names it, mapped to `__type` and a status in
 //!   one exhaustive `match`.
 //!

@@ -70,7 +70,9 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// Data sent and not acknowledged for this long breaks the connection.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A [`Keystore`] and [`ObjectStore`] in a PostgreSQL database; see the [module docs](self).
+/// A [`Keystore`] and [`crate::ObjectStore`] in a PostgreSQL database, shared by the nodes
+/// of a cluster: one transaction per call, a small pool of connections, errors naming the
+/// URL with its password hidden (see the crate documentation and `docs/design.md`).
 ///
 /// `Send + Sync`: share one between threads; each call takes a connection of its own from a
 /// small pool. Several nodes (several `PgKeystore`s) may use one database at once; the

@@ -425,8 +425,8 @@ pub struct TableArgs {
 
 /// `kura migrate-encryption`.
 ///
-/// Each value is sealed with the encryption context {"table": T, "column": C, "row": <row
-/// id as text>} (unless --no-row-binding): an envelope copied to another row or column
+/// Each value is sealed with the encryption context {"table": T, "column": C, "row": the row
+/// id as text} (unless --no-row-binding): an envelope copied to another row or column
 /// does not open there. Text columns get base64 envelopes, binary columns raw ones.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {

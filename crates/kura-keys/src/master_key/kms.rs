@@ -53,7 +53,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call may take in all, retries included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A master key in a KMS. See the [module docs](self).
+/// A master key in a KMS. See the module documentation of `kura_keys::master_key::kms`.
 pub struct KmsMasterKey {
     /// `Some` until dropped (then shut down without blocking, wherever the drop happens).
     runtime: Option<tokio::runtime::Runtime>,
