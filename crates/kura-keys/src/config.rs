@@ -146,8 +146,9 @@ impl Settings {
     }
 }
 
-/// Values given as command-line flags; they win over everything else.
-#[derive(Debug, Default, Clone)]
+/// Values given as command-line flags; they win over everything else. `Debug` hides a
+/// password in the database URL.
+#[derive(Default, Clone)]
 pub struct Overrides {
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
@@ -157,6 +158,20 @@ pub struct Overrides {
     pub master_key_file: Option<PathBuf>,
     /// `--previous-master-key-file`.
     pub previous_master_key_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overrides")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field("master_key_file", &self.master_key_file)
+            .field("previous_master_key_file", &self.previous_master_key_file)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

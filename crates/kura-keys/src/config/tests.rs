@@ -205,6 +205,11 @@ fn database_url_from_flag_environment_and_file() {
     };
     let s = resolve(Some((path, file)), &env, &flags).unwrap();
     assert_eq!(s.database_url.unwrap().expose(), "postgres://flag@db/kura");
+    let secret = Overrides {
+        database_url: Some("postgres://u:hunter2@db/kura".into()),
+        ..Overrides::default()
+    };
+    assert!(!format!("{secret:?}").contains("hunter2"));
     assert!(
         resolve(None, &env_of(&[]), &none)
             .unwrap()
