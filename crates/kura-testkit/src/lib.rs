@@ -31,6 +31,7 @@
 
 pub mod postgres;
 pub mod python;
+mod report;
 pub mod softhsm;
 
 pub use postgres::PgServer;

@@ -52,10 +52,11 @@ use crate::free_port;
 mod shared;
 mod system;
 
+use crate::report::{context, output_tail};
 pub use system::pg_bin_dir;
 use system::{
-    check, clean_command, context, effective_uid, file_tail, is_our_postmaster, make_dir,
-    output_tail, postmaster_pid, run, runuser, shell_quote,
+    check, clean_command, effective_uid, file_tail, is_our_postmaster, make_dir, postmaster_pid,
+    run, runuser, shell_quote,
 };
 
 pub use shared::{shared_database, shared_server};

@@ -564,7 +564,8 @@ pub fn target_dir() -> io::Result<PathBuf> {
 mod moto;
 mod support;
 
-use support::{BuildLock, TryLock, context, fnv1a64, now_nanos, pid_alive, tail, tail_both};
+use crate::report::{context, output_tail as tail_both, tail};
+use support::{BuildLock, TryLock, fnv1a64, now_nanos, pid_alive};
 
 pub use moto::MotoServer;
 #[cfg(test)]

@@ -223,15 +223,7 @@ pub fn ensure_installed() -> io::Result<()> {
         return Ok(());
     }
     eprintln!("kura-testkit: softhsm2-util is missing; installing the Debian package {PACKAGE}");
-    let install = || apt_get(&["install", "-y", "--no-install-recommends", PACKAGE]);
-    let mut out = install()?;
-    let mut log = tail(&out);
-    if !out.status.success() {
-        let up = apt_get(&["update"])?;
-        log = format!("{log}\n(apt-get update: {})\n", up.status);
-        out = install()?;
-        log.push_str(&tail(&out));
-    }
+    let (out, log) = crate::report::apt_install(PACKAGE)?;
     if !out.status.success() || !util_present() {
         return Err(io::Error::other(format!(
             "kura-testkit: SoftHSM2 is needed for the PKCS#11 tests, and installing it failed \
@@ -243,28 +235,6 @@ pub fn ensure_installed() -> io::Result<()> {
     }
     *installed = true;
     Ok(())
-}
-
-fn apt_get(args: &[&str]) -> io::Result<Output> {
-    Command::new("apt-get")
-        .args(["-q", "-o", "DPkg::Lock::Timeout=600"])
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| io::Error::other(format!("kura-testkit: cannot run apt-get: {e}")))
-}
-
-/// The last lines of a command's output.
-fn tail(out: &Output) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 fn check(out: &Output, what: &str) -> io::Result<()> {

@@ -19,21 +19,7 @@ pub fn pg_bin_dir() -> io::Result<PathBuf> {
          Debian package {PG_PACKAGE}",
         missing_programs(&bin).join(", ")
     );
-    let install = || {
-        let mut c = apt_get();
-        c.args(["install", "-y", "--no-install-recommends", PG_PACKAGE]);
-        run(&mut c, &format!("apt-get install -y {PG_PACKAGE}"))
-    };
-    let mut out = install()?;
-    let mut log = output_tail(&out);
-    if !out.status.success() {
-        let mut update = apt_get();
-        update.arg("update");
-        let up = run(&mut update, "apt-get update")?;
-        log = format!("{log}\n(apt-get update: {})\n", up.status);
-        out = install()?;
-        log.push_str(&output_tail(&out));
-    }
+    let (out, log) = crate::report::apt_install(PG_PACKAGE)?;
     let missing = missing_programs(&bin);
     if !out.status.success() || !missing.is_empty() {
         return Err(io::Error::other(format!(
@@ -55,14 +41,6 @@ fn missing_programs(bin: &Path) -> Vec<&'static str> {
         .into_iter()
         .filter(|p| !bin.join(p).is_file())
         .collect()
-}
-
-fn apt_get() -> Command {
-    let mut c = Command::new("apt-get");
-    c.args(["-q", "-o", "DPkg::Lock::Timeout=600"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("LC_ALL", "C");
-    c
 }
 
 /// This process's effective uid (from `/proc/self/status`, else `id -u`).
@@ -179,30 +157,6 @@ pub(super) fn check(shown: &str, out: Output, extra: &str) -> io::Result<()> {
     )))
 }
 
-/// The last 4000 bytes of `bytes`, as text.
-pub(super) fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(4000);
-    let text = String::from_utf8_lossy(bytes.get(start..).unwrap_or_default());
-    let text = text.trim();
-    if text.is_empty() {
-        "(nothing)".to_owned()
-    } else {
-        text.to_owned()
-    }
-}
-
-/// The ends of a command's stdout and stderr.
-pub(super) fn output_tail(out: &Output) -> String {
-    let (o, e) = (tail(&out.stdout), tail(&out.stderr));
-    if out.stdout.iter().all(u8::is_ascii_whitespace) {
-        e
-    } else if out.stderr.iter().all(u8::is_ascii_whitespace) {
-        o
-    } else {
-        format!("{o}\n{e}")
-    }
-}
-
 /// The last 4000 bytes of the file at `path`, as text.
 pub(super) fn file_tail(path: &Path) -> String {
     let read = || -> io::Result<Vec<u8>> {
@@ -213,12 +167,5 @@ pub(super) fn file_tail(path: &Path) -> String {
         f.read_to_end(&mut buf)?;
         Ok(buf)
     };
-    read().map_or_else(|e| format!("({e})"), |b| tail(&b))
-}
-
-pub(super) fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("kura-testkit: {what} {}: {e}", path.display()),
-    )
+    read().map_or_else(|e| format!("({e})"), |b| crate::report::tail(&b))
 }

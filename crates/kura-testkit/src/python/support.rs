@@ -93,32 +93,3 @@ pub(super) fn now_nanos() -> u128 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
 }
-
-/// The last 4000 bytes of `bytes`, as text.
-pub(super) fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(4000);
-    let text = String::from_utf8_lossy(bytes.get(start..).unwrap_or_default());
-    let text = text.trim();
-    if text.is_empty() {
-        "(no output)".to_owned()
-    } else {
-        text.to_owned()
-    }
-}
-
-/// The ends of a command's stdout and stderr.
-pub(super) fn tail_both(out: &Output) -> String {
-    let (o, e) = (tail(&out.stdout), tail(&out.stderr));
-    if out.stdout.iter().all(u8::is_ascii_whitespace) {
-        e
-    } else {
-        format!("{o}\n{e}")
-    }
-}
-
-pub(super) fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("kura-testkit: {what} {}: {e}", path.display()),
-    )
-}
