@@ -54,10 +54,18 @@ impl Drop for PgKeystore {
     /// the dropping thread may be running.
     fn drop(&mut self) {
         let idle = std::mem::take(&mut *self.lock_idle());
-        if !idle.is_empty() {
-            std::thread::scope(|s| {
-                let _closed = std::thread::Builder::new().spawn_scoped(s, move || drop(idle));
-            });
+        if idle.is_empty() {
+            return;
+        }
+        let mut idle = Some(idle);
+        std::thread::scope(|s| {
+            let slot = &mut idle;
+            let _closed = std::thread::Builder::new().spawn_scoped(s, move || drop(slot.take()));
+        });
+        // No thread could be started: the connections are left to the operating system
+        // rather than closed here, where a runtime may be running.
+        if let Some(left) = idle {
+            std::mem::forget(left);
         }
     }
 }
@@ -82,7 +90,7 @@ pub struct PgKeystore {
     /// The URL with any password hidden, as shown in errors.
     location: String,
     /// The password, to scrub from driver messages (which should never hold it anyway).
-    password: Option<String>,
+    password: Option<zeroize::Zeroizing<String>>,
     idle: Mutex<Vec<Client>>,
 }
 
@@ -127,7 +135,7 @@ impl PgKeystore {
         let password = config
             .get_password()
             .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned());
+            .map(|p| zeroize::Zeroizing::new(String::from_utf8_lossy(p).into_owned()));
         // The location must never show the password, whatever form the URL had.
         let location = match &password {
             Some(p) if location.contains(p.as_str()) => describe(&config),

@@ -82,16 +82,37 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Targets of the libraries under kura whose debug and trace events may carry request
+/// bodies (an AWS KMS Encrypt request holds the KEK in plaintext) or connection details:
+/// never shown below INFO, whatever `KURA_LOG` says.
+const QUIET_BELOW_INFO: [&str; 9] = [
+    "aws_smithy",
+    "aws_sigv4",
+    "aws_runtime",
+    "aws_sdk_",
+    "hyper",
+    "h2",
+    "rustls",
+    "tokio_postgres",
+    "postgres",
+];
+
 fn init_logging(default: &str) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
     // The AWS SDK's credential chain warns about every provider it tries (with raw
     // responses); the error kura reports already names what was tried.
     let filter = EnvFilter::try_from_env("KURA_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{default},aws_config=error")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let no_bodies = filter_fn(|m| {
+        *m.level() <= tracing::Level::INFO
+            || !QUIET_BELOW_INFO.iter().any(|t| m.target().starts_with(t))
+    });
+    let layer = fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_target(false)
-        .try_init();
+        .with_filter(filter.and(no_bodies));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }

@@ -38,6 +38,10 @@ pub(super) fn describe(config: &Config) -> String {
 ///     "postgres://kura:***@db/kura?password=***"
 /// );
 /// assert_eq!(
+///     kura_store::redact_url_password("postgres://kura:ab/c?d#e@db/kura"),
+///     "postgres://kura:***@db/kura"
+/// );
+/// assert_eq!(
 ///     kura_store::redact_url_password("host=db password='a b' dbname=kura"),
 ///     "host=db password=*** dbname=kura"
 /// );
@@ -46,10 +50,9 @@ pub fn redact_url_password(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let mut out = url.to_owned();
         let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+        // As the driver reads it: the user information runs to the first `@` anywhere
+        // after the scheme, so a password may hold `/`, `?` or `#` unencoded.
+        if let Some(at) = out[rest_start..].find('@') {
             let userinfo = &out[rest_start..rest_start + at];
             if let Some(colon) = userinfo.find(':') {
                 out.replace_range(rest_start + colon + 1..rest_start + at, "***");
