@@ -15,6 +15,8 @@
 //! data-encryption-method = "aes256-ctr"
 //! data-key-rotation-period = "168h"
 //! enable-file-dictionary-log = true
+//! # use-recorded-master-key = true   # trust the master key `kura set-mode` recorded in
+//! #                                  # the keystore when none is configured (see below)
 //!
 //! [security.encryption.master-key]
 //! type = "file"            # or "env" (variable = "KURA_MASTER_KEY_ENV"), "kms", "pkcs11"
@@ -36,6 +38,11 @@
 //! type = "file"
 //! path = "/etc/kura/old-master.key"
 //! ```
+//!
+//! `use-recorded-master-key` (or `KURA_USE_RECORDED_MASTER_KEY=true`) is off by default:
+//! the record `kura set-mode` writes is not authenticated, so whoever can write the
+//! keystore database could name their own KMS, key file or PKCS#11 module in it. Only a
+//! local opt-in lets a process without master-key configuration load it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -75,6 +82,8 @@ pub const ENV_DATA_DIR: &str = "KURA_DATA_DIR";
 pub const ENV_DATABASE_URL: &str = "KURA_DATABASE_URL";
 /// `true`/`false`: [`Settings::redact_info_log`].
 pub const ENV_REDACT_INFO_LOG: &str = "KURA_REDACT_INFO_LOG";
+/// `true`/`false`: [`Settings::use_recorded_master_key`].
+pub const ENV_USE_RECORDED_MASTER_KEY: &str = "KURA_USE_RECORDED_MASTER_KEY";
 /// The data directory when none is configured.
 pub const DEFAULT_DATA_DIR: &str = "kura-data";
 /// The default rotation period of data keys (7 days).
@@ -133,6 +142,12 @@ pub struct Settings {
     /// `security.redact-info-log`: user data in logs (row ids, file paths) is written as
     /// `?` (see [`crate::redact`]).
     pub redact_info_log: bool,
+    /// `security.encryption.use-recorded-master-key` (`KURA_USE_RECORDED_MASTER_KEY`): with
+    /// no master key configured, load the one `kura set-mode` recorded in the keystore.
+    /// Off by default: the record is not authenticated, so this trusts everyone who can
+    /// write the keystore database with the choice of master key (its KMS endpoint, key
+    /// file or PKCS#11 module).
+    pub use_recorded_master_key: bool,
     /// The current master key.
     pub master_key: Option<MasterKeySpec>,
     /// The previous master key, tried when the current one does not unwrap the KEK.
@@ -204,6 +219,7 @@ struct EncryptionSection {
     data_encryption_method: Option<String>,
     data_key_rotation_period: Option<String>,
     enable_file_dictionary_log: Option<bool>,
+    use_recorded_master_key: Option<bool>,
     master_key: Option<MasterKeyToml>,
     previous_master_key: Option<MasterKeyToml>,
 }
@@ -252,16 +268,18 @@ pub fn resolve(
     };
     let enc = cfg.security.encryption;
     let nonempty = |name: &str| env(name).filter(|v| !v.is_empty());
-    let redact_info_log = match nonempty(ENV_REDACT_INFO_LOG).as_deref() {
-        Some("true" | "1") => true,
-        Some("false" | "0") => false,
-        Some(other) => {
-            return Err(Error::Config(format!(
-                "{ENV_REDACT_INFO_LOG}=\"{other}\" is neither true nor false"
-            )));
+    let flag = |name: &str, file: Option<bool>| -> Result<bool, Error> {
+        match nonempty(name).as_deref() {
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(Error::Config(format!(
+                "{name}=\"{other}\" is neither true nor false"
+            ))),
+            None => Ok(file.unwrap_or(false)),
         }
-        None => cfg.security.redact_info_log.unwrap_or(false),
     };
+    let redact_info_log = flag(ENV_REDACT_INFO_LOG, cfg.security.redact_info_log)?;
+    let use_recorded_master_key = flag(ENV_USE_RECORDED_MASTER_KEY, enc.use_recorded_master_key)?;
     let data_dir = flags
         .data_dir
         .clone()
@@ -311,6 +329,7 @@ pub fn resolve(
         rotation_period,
         file_dictionary_log: enc.enable_file_dictionary_log.unwrap_or(true),
         redact_info_log,
+        use_recorded_master_key,
         master_key,
         previous_master_key,
     })

@@ -51,6 +51,37 @@ pub enum Error {
         /// ", and the previous one is …" or empty.
         previous: String,
     },
+    /// No master key is configured and the keystore records one (`kura set-mode`), but
+    /// this process did not opt in to using the record, which is not authenticated.
+    #[error(
+        "no master key is configured, and the keystore records the master key {recorded} (kura set-mode), \
+         which is not used without an opt-in because anyone who can write the keystore database can change that record; \
+         configure that master key (--master-key-file, KURA_MASTER_KEY_FILE, KURA_MASTER_KEY_ENV, KURA_AWS_CMK \
+         or [security.encryption.master-key]), or set use-recorded-master-key = true in [security.encryption] \
+         (or KURA_USE_RECORDED_MASTER_KEY=true) if you trust everyone who can write the keystore database"
+    )]
+    RecordedMasterKeyNotTrusted {
+        /// The recorded key, as `kura status` shows it.
+        recorded: String,
+    },
+    /// A master-key switch found the active KEK wrapped by a master key this process
+    /// does not hold (another process switched it meanwhile, say).
+    #[error(
+        "cannot switch the master key: the active KEK {kek_id} is wrapped by master key {wrapped_by}, \
+         which this process does not hold (it holds {held}); {written}; another process may have switched \
+         the master key meanwhile: check with `kura status`, configure the master key that wraps the KEK \
+         (or as previous-master-key), and switch again"
+    )]
+    SwitchKekNotHeld {
+        /// The active KEK.
+        kek_id: u64,
+        /// The master key id stored with it.
+        wrapped_by: String,
+        /// The ids of the master keys this process holds.
+        held: String,
+        /// What was written before the check failed.
+        written: &'static str,
+    },
     /// The KEK blob names the configured master key but does not authenticate.
     #[error(
         "KEK {kek_id} does not unwrap under master key {master_key_id}: the keystore was altered or the key is wrong; restore the keystore from a backup"

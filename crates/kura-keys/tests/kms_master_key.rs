@@ -20,7 +20,7 @@ use kura_format::EncryptionContext;
 use kura_format::wrapped::{self, Kind};
 use kura_keys::clock::SystemClock;
 use kura_keys::config::{DEFAULT_ROTATION_PERIOD, KmsSpec, MasterKeySpec, Method};
-use kura_keys::master_key::descriptor::{self, RecordedMasterKeys};
+use kura_keys::master_key::descriptor::{self, RecordTrust, RecordedMasterKeys};
 use kura_keys::master_key::{self, KmsErrorKind, KmsMasterKey, MasterKeyDescriptor};
 use kura_keys::{Error, Keyring, KeyringSettings, MasterKey};
 use kura_store::{Keystore, SqliteKeystore};
@@ -524,10 +524,36 @@ fn a_running_keyring_keeps_working_across_a_switch_to_kms() {
     let mut after = Vec::new();
     running.seal(&ctx(), b"after", &mut after).unwrap();
 
-    // A new process with nothing configured loads the recorded KMS key, and only it.
-    let loaded = descriptor::load_recorded_with(&*store, None, &|_| None, &load_with_creds)
-        .unwrap()
-        .unwrap();
+    // A new process with nothing configured loads nothing from the record unless it opted
+    // in: the error names the recorded key and the opt-in.
+    let e = descriptor::load_recorded_with(&*store, None, RecordTrust::Refuse, &|_| None, &|_| {
+        panic!("nothing is loaded from the record without the opt-in")
+    })
+    .err()
+    .unwrap();
+    let Error::RecordedMasterKeyNotTrusted { ref recorded } = e else {
+        panic!("{e:?}");
+    };
+    assert_eq!(*recorded, desc.to_string());
+    let msg = e.to_string();
+    for part in [
+        desc.to_string().as_str(),
+        "use-recorded-master-key = true",
+        "KURA_USE_RECORDED_MASTER_KEY=true",
+        "[security.encryption.master-key]",
+    ] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    // With the opt-in, it loads the recorded KMS key, and only it.
+    let loaded = descriptor::load_recorded_with(
+        &*store,
+        None,
+        RecordTrust::Trust,
+        &|_| None,
+        &load_with_creds,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(loaded.current.id(), kms.id());
     assert_eq!(loaded.current.mode(), "kms");
     assert!(
@@ -577,9 +603,15 @@ fn a_switch_cut_short_after_the_record_completes_at_the_next_start() {
 
     // The next start: the recorded previous (local) key unwraps the KEK, which is then
     // re-wrapped under the recorded current (KMS) key.
-    let loaded = descriptor::load_recorded_with(&*store, None, &|_| None, &load_with_creds)
-        .unwrap()
-        .unwrap();
+    let loaded = descriptor::load_recorded_with(
+        &*store,
+        None,
+        RecordTrust::Trust,
+        &|_| None,
+        &load_with_creds,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(loaded.previous.as_ref().map(|p| p.id()), Some(local.id()));
     let (k, report) = Keyring::open(
         store.clone(),
@@ -594,4 +626,55 @@ fn a_switch_cut_short_after_the_record_completes_at_the_next_start() {
     let mut out = Vec::new();
     k.open_envelope(&ctx(), &sealed, &mut out).unwrap();
     assert_eq!(out, b"kept");
+}
+
+#[test]
+fn a_switch_refuses_when_the_active_kek_is_wrapped_by_a_key_it_does_not_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keystore.db");
+    let (m1, d1, stale) = local_keystore(&path, 1);
+
+    // Another process switches the keystore to m2.
+    let store = Arc::new(SqliteKeystore::open_existing(&path).unwrap());
+    let (other, _) = Keyring::open(
+        store.clone(),
+        m1.clone(),
+        None,
+        settings(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let (m2, d2) = local_key(dir.path(), "m2.key", 2);
+    descriptor::switch(&other, &*store, m2.clone(), d2.clone(), Some(d1.clone())).unwrap();
+    let (_, version) = descriptor::recorded(&*store).unwrap().unwrap();
+
+    // The stale keyring still holds only m1: its switch to m3 is refused, nothing written.
+    let (m3, d3) = local_key(dir.path(), "m3.key", 3);
+    let e = descriptor::switch(&stale, &*store, m3, d3, Some(d1)).unwrap_err();
+    let Error::SwitchKekNotHeld {
+        ref wrapped_by,
+        ref held,
+        ..
+    } = e
+    else {
+        panic!("{e:?}");
+    };
+    assert_eq!(*wrapped_by, m2.id());
+    assert_eq!(*held, m1.id());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("nothing was written") && msg.contains("kura status"),
+        "{msg}"
+    );
+    let (rec, after) = descriptor::recorded(&*store).unwrap().unwrap();
+    assert_eq!(
+        (rec.current, after),
+        (d2, version),
+        "the record is unchanged"
+    );
+    let snap = store.snapshot().unwrap().unwrap();
+    assert!(
+        snap.keks.iter().all(|k| k.master_key_id == m2.id()),
+        "{snap:?}"
+    );
 }

@@ -53,7 +53,7 @@ pub const SEED_VAR: &str = "KURA_CRASH_SEED";
 /// The environment variable overriding the number of trials of a crash test.
 pub const TRIALS_VAR: &str = "KURA_CRASH_TRIALS";
 /// Every environment variable kura reads; [`Kura`] removes them all from its commands.
-pub const KURA_VARS: [&str; 12] = [
+pub const KURA_VARS: [&str; 13] = [
     "KURA_MASTER_KEY_FILE",
     "KURA_MASTER_KEY_ENV",
     "KURA_PREVIOUS_MASTER_KEY_FILE",
@@ -62,6 +62,7 @@ pub const KURA_VARS: [&str; 12] = [
     "KURA_CONFIG",
     "KURA_LOG",
     "KURA_REDACT_INFO_LOG",
+    "KURA_USE_RECORDED_MASTER_KEY",
     "KURA_DATABASE_URL",
     "KURA_AWS_CMK",
     "KURA_AWS_CMK_EC",

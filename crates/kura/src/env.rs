@@ -77,7 +77,9 @@ pub(crate) fn master_keys(s: &Settings) -> Result<(SharedMasterKey, Option<Share
 
 /// The master keys to open `store` with, and the descriptor of the current one: the
 /// configured ones or, when no master key is configured, the ones `kura set-mode` recorded
-/// in the keystore (the recorded previous one only if the KEK is not wrapped by the current).
+/// in the keystore (the recorded previous one only if the KEK is not wrapped by the current),
+/// if the settings opt in to that record (`use-recorded-master-key`); without the opt-in a
+/// recorded mode is an error that names it, and nothing is loaded from the record.
 pub(crate) fn master_keys_in(
     s: &Settings,
     store: &dyn Store,
@@ -91,7 +93,8 @@ pub(crate) fn master_keys_in(
         return Ok((master, previous, Some(MasterKeyDescriptor::from_spec(spec))));
     }
     let env = |v: &str| std::env::var(v).ok().filter(|v| !v.is_empty());
-    match descriptor::load_recorded(store, s.previous_master_key.as_ref(), &env)? {
+    let trust = descriptor::RecordTrust::of(s);
+    match descriptor::load_recorded(store, s.previous_master_key.as_ref(), trust, &env)? {
         Some(r) => Ok((r.current, r.previous, Some(r.recorded.current))),
         None => {
             let (master, previous) = master_keys(s)?;
@@ -156,8 +159,10 @@ fn with_recorded_hint(e: kura_keys::Error, store: &dyn Store) -> anyhow::Error {
     match descriptor::recorded(store) {
         Ok(Some((r, _))) => anyhow::Error::new(e).context(format!(
             "the keystore records the master key {} (kura set-mode), but another one is configured, \
-             which wins; unset the configured master key (--master-key-file, KURA_MASTER_KEY_FILE, \
-             KURA_MASTER_KEY_ENV, KURA_AWS_CMK or [security.encryption.master-key]) to use the recorded one",
+             which wins; configure the recorded one instead, or unset the configured master key \
+             (--master-key-file, KURA_MASTER_KEY_FILE, KURA_MASTER_KEY_ENV, KURA_AWS_CMK or \
+             [security.encryption.master-key]) and set use-recorded-master-key = true \
+             (KURA_USE_RECORDED_MASTER_KEY=true) if you trust everyone who can write the keystore database",
             r.current
         )),
         _ => e.into(),

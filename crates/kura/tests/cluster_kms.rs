@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Online master-key rotation into and within a KMS, under load: two `kura server` nodes
 //! on one throwaway PostgreSQL keystore, started without master-key configuration (they use
-//! the key `kura set-mode` recorded), serve a steady Encrypt/Decrypt load while the master
+//! the key `kura set-mode` recorded, having opted in with `KURA_USE_RECORDED_MASTER_KEY`), serve a steady Encrypt/Decrypt load while the master
 //! key moves file → kms (moto, AWS's stand-in) → another kms key, and then the KEK is
 //! rotated: no request fails, and every node takes each new master key by itself.
 
@@ -17,7 +17,9 @@ use nodes::*;
 use serde_json::Value;
 use server::REGION;
 
-const AWS: [(&str, &str); 4] = [
+/// The KMS credentials, and the opt-in to the recorded master key for every command and node.
+const AWS: [(&str, &str); 5] = [
+    ("KURA_USE_RECORDED_MASTER_KEY", "true"),
     ("AWS_ACCESS_KEY_ID", "testing"),
     ("AWS_SECRET_ACCESS_KEY", "testing"),
     ("AWS_REGION", REGION),

@@ -4,7 +4,7 @@
 //! rooted in another kura (`kura server --dev`); every error the two can produce; and
 //! `kura set-mode` local → kms (moto) → kms (kura server) → local with `kura rotate
 //! master-key --key-id`, each step checked by processes started without master-key
-//! configuration.
+//! configuration that opt in to the recorded key (and refused without the opt-in).
 
 mod server;
 
@@ -113,6 +113,13 @@ fn kura(data_dir: &Path, kms: &Kms) -> Command {
     c.env("KURA_LOG", "warn")
         .env("KURA_DATA_DIR", data_dir)
         .stdin(Stdio::null());
+    c
+}
+
+/// [`kura`], trusting the master key recorded in the keystore.
+fn kura_recorded(data_dir: &Path, kms: &Kms) -> Command {
+    let mut c = kura(data_dir, kms);
+    c.env("KURA_USE_RECORDED_MASTER_KEY", "true");
     c
 }
 
@@ -392,7 +399,7 @@ fn set_mode_local_to_kms_to_another_kms_to_local() {
         c.env("KURA_MASTER_KEY_FILE", &key_file);
         c
     };
-    let bare = || kura(&data, &kk);
+    let bare = || kura_recorded(&data, &kk);
     ok(local().arg("init"));
     let f0 = encrypt(&mut local(), dir.path(), "f0", "local at first");
     assert_eq!(json(local().arg("status"))["master_key"]["mode"], "local");
@@ -414,7 +421,40 @@ fn set_mode_local_to_kms_to_another_kms_to_local() {
             .starts_with("local:"),
         "{j}"
     );
-    // Started without master-key configuration: the recorded mode.
+    // Started without master-key configuration nor the opt-in: the record is not used, and
+    // the error names the recorded key and both ways out.
+    let mut status = kura(&data, &kk);
+    status.arg("status");
+    let mut decrypt = kura(&data, &kk);
+    decrypt.args(["decrypt", "--context", "app=kms"]).arg(&f0);
+    for mut c in [status, decrypt] {
+        let err = fails(&mut c);
+        for part in [
+            format!("records the master key kms key {moto_key}"),
+            mk.endpoint.clone(),
+            "[security.encryption.master-key]".into(),
+            "use-recorded-master-key = true".into(),
+            "KURA_USE_RECORDED_MASTER_KEY=true".into(),
+            "trust everyone who can write the keystore database".into(),
+        ] {
+            assert!(err.contains(&part), "{part}: {err}");
+        }
+    }
+    let err = fails(
+        kura(&data, &kk)
+            .env("KURA_USE_RECORDED_MASTER_KEY", "false")
+            .arg("status"),
+    );
+    assert!(err.contains("use-recorded-master-key = true"), "{err}");
+    // With the opt-in (variable or file): the recorded mode.
+    let opt_in = dir.path().join("opt-in.toml");
+    std::fs::write(
+        &opt_in,
+        "[security.encryption]\nuse-recorded-master-key = true\n",
+    )
+    .unwrap();
+    let st = json(kura(&data, &kk).env("KURA_CONFIG", &opt_in).arg("status"));
+    assert_eq!(st["master_key"]["mode"], "kms");
     decrypts(&mut bare(), &f0, "local at first");
     let f1 = encrypt(&mut bare(), dir.path(), "f1", "under moto");
     let st = json(bare().arg("status"));
@@ -476,7 +516,7 @@ fn set_mode_local_to_kms_to_another_kms_to_local() {
     assert_eq!(j["master_key"]["mode"], "local");
     drop(s);
     let unreachable = kk.with("nobody", "nothing");
-    let bare = || kura(&data, &unreachable);
+    let bare = || kura_recorded(&data, &unreachable);
     for (f, t) in [
         (&f0, "local at first"),
         (&f1, "under moto"),
@@ -511,7 +551,7 @@ fn set_mode_pkcs11_records_the_pin_variable_never_the_pin() {
         secret: "none".into(),
     };
     let bare = || {
-        let mut c = kura(&data, &nobody);
+        let mut c = kura_recorded(&data, &nobody);
         c.envs(hsm.env()).env("KURA_TEST_MODE_PIN", PIN);
         c
     };

@@ -176,8 +176,9 @@ fn init_encrypt_restart_decrypt_status_and_errors() {
 }
 
 /// `kura set-mode pkcs11` moves a keystore made with a key file into the token online;
-/// later runs with no master-key configuration use the recorded mode (the PIN still from
-/// its variable), and `kura set-mode local` moves it back.
+/// later runs with no master-key configuration use the recorded mode if they opt in (the PIN
+/// still from its variable) and are refused without the opt-in, and `kura set-mode local`
+/// moves it back.
 #[test]
 fn set_mode_local_to_pkcs11_and_back() {
     let hsm = SoftHsm::new().unwrap();
@@ -202,13 +203,28 @@ fn set_mode_local_to_pkcs11_and_back() {
         .args(key_flags(&hsm, "kura-master"));
     sb.exec(&mut set).ok();
 
-    // No master key configured: the recorded PKCS#11 key, the PIN from its variable.
-    let bare = || {
+    // No master key configured and no opt-in: the recorded module is not loaded, and the
+    // error names the recorded key and both ways out.
+    let unconfigured = || {
         let mut c = sb.cmd();
         c.envs(hsm.env())
             .env(PIN_VAR, PIN)
             .arg("--data-dir")
             .arg(sb.data_dir());
+        c
+    };
+    let module = hsm.module().display().to_string();
+    sb.exec(unconfigured().arg("status")).fails_with(&[
+        "records the master key pkcs11 key \"kura-master\"",
+        &module,
+        "[security.encryption.master-key]",
+        "use-recorded-master-key = true",
+        "KURA_USE_RECORDED_MASTER_KEY=true",
+    ]);
+    // With the opt-in: the recorded PKCS#11 key, the PIN from its variable.
+    let bare = || {
+        let mut c = unconfigured();
+        c.env("KURA_USE_RECORDED_MASTER_KEY", "true");
         c
     };
     let st = sb

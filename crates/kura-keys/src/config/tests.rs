@@ -66,6 +66,40 @@ fn redact_info_log_from_file_and_environment() {
 }
 
 #[test]
+fn use_recorded_master_key_is_off_unless_opted_in() {
+    let p = Path::new("kura.toml");
+    let no_env = env_of(&[]);
+    let off = resolve(None, &no_env, &Overrides::default()).unwrap();
+    assert!(!off.use_recorded_master_key);
+    let on = "[security.encryption]\nuse-recorded-master-key = true\n";
+    assert!(
+        resolve(Some((p, on)), &no_env, &Overrides::default())
+            .unwrap()
+            .use_recorded_master_key
+    );
+    let env_on = env_of(&[(ENV_USE_RECORDED_MASTER_KEY, "true")]);
+    assert!(
+        resolve(None, &env_on, &Overrides::default())
+            .unwrap()
+            .use_recorded_master_key
+    );
+    let env_off = env_of(&[(ENV_USE_RECORDED_MASTER_KEY, "0")]);
+    assert!(
+        !resolve(Some((p, on)), &env_off, &Overrides::default())
+            .unwrap()
+            .use_recorded_master_key
+    );
+    let bad = env_of(&[(ENV_USE_RECORDED_MASTER_KEY, "sure")]);
+    let e = resolve(None, &bad, &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("KURA_USE_RECORDED_MASTER_KEY=\"sure\" is neither true nor false"),
+        "{e}"
+    );
+}
+
+#[test]
 fn file_then_env_then_flags() {
     let p = Path::new("kura.toml");
     let s = resolve(

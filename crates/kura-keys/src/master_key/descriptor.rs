@@ -1,7 +1,17 @@
 //! Master-key modes recorded in the keystore (`kura set-mode`, Tableau's
 //! `tsm security kms set-mode`): which master key wraps the KEK, said without a secret, so
 //! that `kura status` shows the mode and a process started without master-key configuration
-//! loads the recorded key.
+//! that opted in ([`RecordTrust::Trust`]) loads the recorded key.
+//!
+//! ## Trust
+//!
+//! The record is not authenticated: whoever can write the keystore database can rewrite it
+//! and name their own KMS endpoint (which would then be sent the KEK to wrap), a key file
+//! they can read, or a PKCS#11 module to be loaded into the process. So the keystore is no
+//! trust anchor by default: [`load_recorded`] refuses a recorded mode
+//! ([`Error::RecordedMasterKeyNotTrusted`]) unless the process opted in locally
+//! (`use-recorded-master-key = true`, `KURA_USE_RECORDED_MASTER_KEY=true`). Recording a
+//! mode ([`switch`]) and showing it need no opt-in.
 //!
 //! The record is one object of kind [`MASTER_KEY_KIND`] (id `current`) in the keystore's
 //! object store: a JSON document `{"current": …, "previous": …}` of
@@ -11,7 +21,8 @@
 //!
 //! ## Switching
 //!
-//! [`switch`] first checks the new key (a test wrap and unwrap), then records
+//! [`switch`] first checks the new key (a test wrap and unwrap) and, on a fresh snapshot,
+//! that the active KEK is wrapped by a master key the keyring holds, then records
 //! `{current: new, previous: old}`, then re-wraps every KEK under the new key in one
 //! transaction. Keys and objects are two transactions, in that order:
 //! a crash between them leaves the record naming the new key with the old one as previous,
@@ -29,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{MasterKey, load};
-use crate::config::{KmsSpec, MasterKeySpec, Pkcs11Spec};
+use crate::config::{KmsSpec, MasterKeySpec, Pkcs11Spec, Settings};
 use crate::{Error, Keyring};
 
 /// The object kind of the recorded master keys.
@@ -276,15 +287,43 @@ pub fn record(
     Ok(store.apply(&[change])?)
 }
 
+/// Whether a process may load the master key recorded in the keystore (see the
+/// [module docs](self#trust)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordTrust {
+    /// A recorded mode is an error naming it ([`Error::RecordedMasterKeyNotTrusted`]): the
+    /// default.
+    Refuse,
+    /// The record is used: everyone who can write the keystore database is trusted with
+    /// the choice of master key (`use-recorded-master-key = true`).
+    Trust,
+}
+
+impl RecordTrust {
+    /// What `settings` say (`use-recorded-master-key`, `KURA_USE_RECORDED_MASTER_KEY`).
+    pub fn of(settings: &Settings) -> Self {
+        if settings.use_recorded_master_key {
+            Self::Trust
+        } else {
+            Self::Refuse
+        }
+    }
+}
+
 /// The master keys to open `store` with when none is configured: the recorded current one
 /// and, if the KEK is not wrapped by it, the recorded previous one (`configured_previous`
-/// if one is configured). Returns `None` if nothing is recorded.
+/// if one is configured). Returns `None` if nothing is recorded, and
+/// [`Error::RecordedMasterKeyNotTrusted`] if something is but `trust` refuses it (nothing
+/// is loaded then).
 pub fn load_recorded(
     store: &dyn Store,
     configured_previous: Option<&MasterKeySpec>,
+    trust: RecordTrust,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<RecordedKeys>, Error> {
-    load_recorded_with(store, configured_previous, env, &|spec| load(Some(spec)))
+    load_recorded_with(store, configured_previous, trust, env, &|spec| {
+        load(Some(spec))
+    })
 }
 
 /// [`load_recorded`], loading each key with `load` (for applications that hold their own
@@ -292,12 +331,18 @@ pub fn load_recorded(
 pub fn load_recorded_with(
     store: &dyn Store,
     configured_previous: Option<&MasterKeySpec>,
+    trust: RecordTrust,
     env: &dyn Fn(&str) -> Option<String>,
     load: &Loader,
 ) -> Result<Option<RecordedKeys>, Error> {
     let Some((r, _)) = recorded(store)? else {
         return Ok(None);
     };
+    if trust == RecordTrust::Refuse {
+        return Err(Error::RecordedMasterKeyNotTrusted {
+            recorded: r.current.to_string(),
+        });
+    }
     let current = load(&r.current.to_spec(RECORDED, env)?)?;
     let previous = match configured_previous {
         Some(spec) => Some(load(spec)?),
@@ -370,6 +415,25 @@ pub fn switch(
         )));
     }
     let before = keyring.status();
+    // The active KEK must be wrapped by a key this keyring holds (or by the new one) now,
+    // not only when it was opened: else another process switched the master key meanwhile,
+    // and recording `new` would name a key that cannot unwrap the KEK.
+    let Some(snap) = store.snapshot()? else {
+        return Err(Error::Store(kura_store::Error::NotInitialized {
+            location: "the keystore".into(),
+        }));
+    };
+    let holders = held(keyring);
+    for k in snap.keks.iter().filter(|k| k.state == KekState::Active) {
+        if k.master_key_id != new.id() && !holders.iter().any(|m| m.id() == k.master_key_id) {
+            return Err(not_held(
+                k.id,
+                &k.master_key_id,
+                &holders,
+                "nothing was written",
+            ));
+        }
+    }
     let version = recorded(store)?.map(|(_, v)| v);
     let previous = old_descriptor.filter(|o| *o != new_descriptor);
     record(
@@ -388,20 +452,46 @@ pub fn switch(
     })
 }
 
+/// The master keys `keyring` holds: its current one and its previous one, if any.
+fn held(keyring: &Keyring) -> Vec<Arc<dyn MasterKey>> {
+    [Some(keyring.master()), keyring.previous()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The error of a switch that found the active KEK `kek_id` wrapped by `wrapped_by`, a key
+/// none of `holders` is; `written` says what was written before.
+fn not_held(
+    kek_id: u64,
+    wrapped_by: &str,
+    holders: &[Arc<dyn MasterKey>],
+    written: &'static str,
+) -> Error {
+    Error::SwitchKekNotHeld {
+        kek_id,
+        wrapped_by: wrapped_by.to_string(),
+        held: holders
+            .iter()
+            .map(|m| m.id().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        written,
+    }
+}
+
 /// Re-wraps every KEK the keyring's master keys (current and previous) wrapped under `new`,
 /// in one transaction, then makes `new` the keyring's master key and the one in use until
-/// now its previous one. A retired KEK wrapped by an older master key is left as it is (no
-/// data key uses a retired KEK).
+/// now its previous one. An active KEK wrapped by a key the keyring does not hold is an
+/// error (nothing is committed); a retired KEK wrapped by an older master key is left as it
+/// is (no data key uses a retired KEK).
 fn rewrap_every_kek(
     keyring: &Keyring,
     store: &dyn Store,
     new: &Arc<dyn MasterKey>,
 ) -> Result<(), Error> {
     let old = keyring.master();
-    let holders: Vec<Arc<dyn MasterKey>> = [Some(old.clone()), keyring.previous()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let holders = held(keyring);
     let mut done = false;
     for _ in 0..8 {
         let Some(snap) = store.snapshot()? else {
@@ -412,6 +502,15 @@ fn rewrap_every_kek(
         let mut changes = Vec::new();
         for rec in snap.keks.iter().filter(|k| k.master_key_id != new.id()) {
             let Some(by) = holders.iter().find(|m| m.id() == rec.master_key_id) else {
+                if rec.state == KekState::Active {
+                    // Data keys depend on it: leaving it behind would strand them.
+                    return Err(not_held(
+                        rec.id,
+                        &rec.master_key_id,
+                        &holders,
+                        "the new master key is recorded, but no KEK was re-wrapped",
+                    ));
+                }
                 tracing::warn!(
                     kek = rec.id,
                     wrapped_by = %rec.master_key_id,

@@ -288,10 +288,13 @@ async fn heartbeats(kms: Arc<Kms>, id: String, mut node: NodeInfo, source: env::
     }
 }
 
-/// A node started without a configured master key uses the one `kura set-mode` recorded in
-/// the keystore. When a command on another machine switches or rotates it, this node takes
-/// the new key at its next heartbeat, no SIGHUP needed. (A configured master key wins over
-/// the record: such a node waits for SIGHUP after its configuration changed.)
+/// A node started without a configured master key and with `use-recorded-master-key = true`
+/// uses the one `kura set-mode` recorded in the keystore. When a command on another machine
+/// switches or rotates it, this node takes the new key at its next heartbeat, no SIGHUP
+/// needed. (A configured master key wins over the record: such a node waits for SIGHUP after
+/// its configuration changed. A node whose configuration no longer opts in, the file having
+/// changed, takes nothing from the record: [`env::master_keys_in`] refuses, and the error is
+/// logged.)
 fn follow_recorded_master_key(kms: &Kms, source: &env::SettingsSource) -> anyhow::Result<()> {
     let st = kms.keyring().status();
     if st.kek.master_key_id == st.master_key.id {
