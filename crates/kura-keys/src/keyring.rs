@@ -343,6 +343,9 @@ impl Keyring {
 
     /// Reloads from the keystore if another process changed it. Returns whether it did.
     pub fn refresh(&self) -> Result<bool, Error> {
+        // A caller refreshing on its own (a background poller) spares the seal and open
+        // paths their own check.
+        self.checked_at.store(self.clock.now(), Ordering::Relaxed);
         let current = self.state.load().snapshot.generation;
         match self.store.generation()? {
             Some(g) if g != current => {

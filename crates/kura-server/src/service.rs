@@ -21,8 +21,10 @@ use kura_store::{Object, ObjectChange, Store};
 use crate::error::{Kind, KmsError, KmsResult};
 use crate::model::{KIND_ALIAS, KIND_KEY, KIND_MATERIAL, KeyDoc, PENDING_DELETION};
 
-/// How long a node answers from its caches without a successful check of the keystore.
-pub const MAX_UNCHECKED_SECS: i64 = 4;
+/// How long (whole seconds, so up to one more) a node answers from its caches without a
+/// successful check of the keystore: with checks every second, a change another node made
+/// is honoured within about 5 s even while this node cannot reach the keystore.
+pub const MAX_UNCHECKED_SECS: i64 = 3;
 
 /// The keyring whose data keys seal KMS key material and user secrets.
 pub const KMS_KEYRING: &str = "kms";
@@ -68,6 +70,11 @@ pub struct Kms {
     checked_at: AtomicI64,
     /// When the keystore was last checked for changes successfully.
     verified_at: AtomicI64,
+    /// A background task checks for changes every second ([`Kms::poll_changes`]): requests
+    /// then only look at [`Kms::verified_at`], never at the keystore.
+    polled: std::sync::atomic::AtomicBool,
+    /// When a failed check was last logged (one line a second at most).
+    logged_at: AtomicI64,
     rotation: std::sync::OnceLock<Arc<kura_keys::background::RotationStats>>,
     extra_metrics: std::sync::OnceLock<ExtraMetrics>,
 }
@@ -98,6 +105,8 @@ impl Kms {
             seen_generation: AtomicU64::new(0),
             checked_at: AtomicI64::new(i64::MIN),
             verified_at: AtomicI64::new(now),
+            polled: std::sync::atomic::AtomicBool::new(false),
+            logged_at: AtomicI64::new(i64::MIN),
             rotation: std::sync::OnceLock::new(),
             extra_metrics: std::sync::OnceLock::new(),
         }
@@ -156,10 +165,37 @@ impl Kms {
     }
 
     /// Looks for changes other nodes made to the keystore now, as every request does at
-    /// most once a second: an idle node reports current keys in its heartbeat.
-    pub fn poll_changes(&self) -> Result<(), crate::error::KmsError> {
-        self.checked_at.store(0, Ordering::Relaxed);
-        self.refresh()
+    /// most once a second unless a background task calls this every second (see
+    /// [`Kms::set_polled`]). Fails only once the keystore has been unreachable for longer
+    /// than [`MAX_UNCHECKED_SECS`].
+    pub fn poll_changes(&self) -> KmsResult<()> {
+        let now = self.now();
+        self.checked_at.store(now, Ordering::Relaxed);
+        match self.check_for_changes() {
+            Ok(()) => {
+                self.verified_at.store(now, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let unchecked = now - self.verified_at.load(Ordering::Relaxed);
+                if self.logged_at.swap(now, Ordering::Relaxed) != now {
+                    tracing::error!(error = %e, unchecked_secs = unchecked, "cannot check the keystore for changes");
+                }
+                if unchecked <= MAX_UNCHECKED_SECS {
+                    Ok(())
+                } else {
+                    Err(Self::unreachable(unchecked))
+                }
+            }
+        }
+    }
+
+    /// Tells the KMS that a background task calls [`Kms::poll_changes`] every second:
+    /// requests then never wait on the keystore to check for changes (a slow or unreachable
+    /// database stalls no request), and are refused once the last successful check is older
+    /// than [`MAX_UNCHECKED_SECS`].
+    pub fn set_polled(&self) {
+        self.polled.store(true, Ordering::Relaxed);
     }
 
     /// The current time (Unix seconds).
@@ -175,32 +211,23 @@ impl Kms {
     /// key another node has disabled or deleted.
     pub(crate) fn refresh(&self) -> KmsResult<()> {
         let now = self.now();
+        let unchecked = now - self.verified_at.load(Ordering::Relaxed);
+        if self.polled.load(Ordering::Relaxed) {
+            return if unchecked <= MAX_UNCHECKED_SECS {
+                Ok(())
+            } else {
+                Err(Self::unreachable(unchecked))
+            };
+        }
+        // No background task: one request a second checks, within the window; past it
+        // every request checks for itself rather than answer from caches.
         let last = self.checked_at.load(Ordering::Relaxed);
         let checked_this_second =
             now == last || self.checked_at.swap(now, Ordering::Relaxed) == now;
-        // Within the window, one check a second is enough; past it (after a failure, or
-        // while another request's check is still under way after an idle spell), every
-        // request checks for itself rather than answer from caches.
-        if checked_this_second
-            && now - self.verified_at.load(Ordering::Relaxed) <= MAX_UNCHECKED_SECS
-        {
+        if checked_this_second && unchecked <= MAX_UNCHECKED_SECS {
             return Ok(());
         }
-        match self.check_for_changes() {
-            Ok(()) => {
-                self.verified_at.store(now, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                let unchecked = now - self.verified_at.load(Ordering::Relaxed);
-                tracing::error!(error = %e, unchecked_secs = unchecked, "cannot check the keystore for changes");
-                if unchecked <= MAX_UNCHECKED_SECS {
-                    Ok(())
-                } else {
-                    Err(Self::unreachable(unchecked))
-                }
-            }
-        }
+        self.poll_changes()
     }
 
     fn check_for_changes(&self) -> Result<(), kura_keys::Error> {

@@ -213,6 +213,22 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
         }
         print!("{banner}");
         std::io::stdout().flush()?;
+        // Changes other nodes make are looked for every second in the background, so
+        // no request waits on the keystore (nor stalls while it is unreachable).
+        kms.set_polled();
+        let poller = {
+            let kms = kms.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let k = kms.clone();
+                    // Failures are logged (once a second at most) by poll_changes itself.
+                    let _ = tokio::task::spawn_blocking(move || k.poll_changes()).await;
+                }
+            })
+        };
         let heart = tokio::spawn(heartbeats(kms.clone(), node_id.clone(), node, source.clone()));
         let reload = tokio::spawn(reload_on_sighup(kms.clone(), source));
         let sweeper = {
@@ -239,6 +255,7 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
             }
         }
         sweeper.abort();
+        poller.abort();
         heart.abort();
         reload.abort();
         let id = node_id.clone();
