@@ -4,7 +4,10 @@
 //! through `C_Encrypt` (a random 12-byte IV from kura's RNG, a 128-bit tag, the blob's
 //! header and a fixed label as AAD) and opened with `C_Decrypt`. The blob is a wrapped key
 //! of kind `04` (`kura_format::wrapped::external`), body `01 ‖ IV ‖ ciphertext ‖ tag`
-//! (`docs/format.md`).
+//! (`docs/format.md`). The IV stored is the one the token used: a token in FIPS mode draws
+//! its own and writes it back over kura's. Every new blob is opened once in the token and
+//! compared with the KEK before it is returned, so no KEK is stored under a blob that
+//! cannot be opened.
 //!
 //! Loading a module runs its initialisation code in this process, as any PKCS#11 client
 //! does; `cryptoki` does it behind a safe API, so no `unsafe` is needed here. Each module
@@ -137,10 +140,16 @@ impl MasterKey for Pkcs11MasterKey {
         let mut blob = wrapped::external(&self.id, kek_id)?;
         let iv: [u8; IV_LEN] = rng::nonce()?;
         let aad = aad(&blob);
-        let sealed = self.token.with_session(&self.id, "C_Encrypt", |s, key| {
-            let mut iv = iv;
-            let params = GcmParams::new(&mut iv, &aad, (TAG_LEN as u64 * 8).into())?;
-            s.encrypt(&Mechanism::AesGcm(params), key, kek.expose_secret())
+        // `pIv` points into `used`, which the token may overwrite: a token in FIPS mode
+        // (CloudHSM, Luna, nShield) ignores the IV offered and writes back the one it drew.
+        // The mechanism is dropped with the statement, so `used` then holds the IV the
+        // token actually used, and that is the one the blob must carry. A retry after a
+        // lost session starts again from kura's IV.
+        let (used_iv, sealed) = self.token.with_session(&self.id, "C_Encrypt", |s, key| {
+            let mut used = iv;
+            let params = GcmParams::new(&mut used, &aad, (TAG_LEN as u64 * 8).into())?;
+            let sealed = s.encrypt(&Mechanism::AesGcm(params), key, kek.expose_secret())?;
+            Ok((used, sealed))
         })?;
         if sealed.len() != Key256::LEN + TAG_LEN {
             return Err(Error::Pkcs11 {
@@ -153,8 +162,10 @@ impl MasterKey for Pkcs11MasterKey {
         }
         blob.reserve(BODY_LEN);
         blob.push(BODY_VERSION);
-        blob.extend_from_slice(&iv);
+        blob.extend_from_slice(&used_iv);
         blob.extend_from_slice(&sealed);
+        // Never hand back a blob the token cannot open: the caller commits the KEK under it.
+        self.check_opens_to(kek_id, kek, &blob)?;
         Ok(blob)
     }
 
@@ -210,6 +221,12 @@ impl Pkcs11MasterKey {
         }))
     }
 
+    /// Opens `blob` in the token once and checks, in constant time, that it gives back
+    /// `kek`: a wrap is only as good as the unwrap it allows.
+    fn check_opens_to(&self, kek_id: u64, kek: &Key256, blob: &[u8]) -> Result<(), Error> {
+        round_trip_verdict(kek, self.open_in_token(kek_id, blob)?)
+    }
+
     fn not_authentic(&self, kek_id: u64) -> Error {
         Error::KekUnwrap {
             kek_id,
@@ -230,6 +247,28 @@ impl Pkcs11MasterKey {
             Ok(Ok(back)) if kura_crypto::ct_eq(&back, probe.expose_secret())
         )
     }
+}
+
+/// Whether a freshly wrapped KEK came back out of the token as `kek` (`opened` is the
+/// token's answer to `C_Decrypt` of the new blob); if not, an error saying that nothing
+/// was wrapped. A lost session that could not be re-opened keeps its own error.
+fn round_trip_verdict(
+    kek: &Key256,
+    opened: Result<Zeroizing<Vec<u8>>, Failure>,
+) -> Result<(), Error> {
+    let why = match opened {
+        Ok(back) if kura_crypto::ct_eq(&back, kek.expose_secret()) => return Ok(()),
+        Ok(_) => "C_Decrypt of the new blob gave back another key".to_string(),
+        Err(Failure::Ck(e)) => format!("C_Decrypt of the new blob failed: {}", rv_text(&e)),
+        Err(Failure::Reopen(e)) => return Err(e),
+    };
+    Err(Error::Pkcs11 {
+        operation: "C_Encrypt",
+        detail: format!(
+            "the KEK the token sealed with CKM_AES_GCM does not open again ({why}), so it was \
+             not wrapped and nothing was stored under it"
+        ),
+    })
 }
 
 /// `AAD_LABEL ‖ header ‖ BODY_VERSION`.
@@ -582,6 +621,114 @@ mod tests {
         assert_eq!(a.len(), AAD_LABEL.len() + header.len() + 1);
         assert_eq!(a.last(), Some(&1));
         assert_eq!(BODY_LEN, 61);
+    }
+
+    #[test]
+    fn the_round_trip_check_accepts_only_the_kek() {
+        let kek = Key256::generate().unwrap();
+        let same = Zeroizing::new(kek.expose_secret().to_vec());
+        round_trip_verdict(&kek, Ok(same)).unwrap();
+
+        let mut other = kek.expose_secret().to_vec();
+        other[31] ^= 1;
+        let short = kek.expose_secret()[..31].to_vec();
+        let refused = Failure::Ck(CkError::Pkcs11(
+            RvError::EncryptedDataInvalid,
+            cryptoki::context::Function::Decrypt,
+        ));
+        for (opened, needle) in [
+            (Ok(Zeroizing::new(other)), "gave back another key"),
+            (Ok(Zeroizing::new(short)), "gave back another key"),
+            (Ok(Zeroizing::new(Vec::new())), "gave back another key"),
+            (Err(refused), "EncryptedDataInvalid"),
+        ] {
+            let e = round_trip_verdict(&kek, opened).err().unwrap();
+            assert!(
+                matches!(
+                    e,
+                    Error::Pkcs11 {
+                        operation: "C_Encrypt",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            let text = e.to_string();
+            assert!(text.contains(needle), "{text}");
+            assert!(text.contains("does not open again"), "{text}");
+            assert!(text.contains("nothing was stored"), "{text}");
+        }
+
+        // A session that could not be re-opened keeps its own error.
+        let lost = Error::Pkcs11PinLocked { token: "t".into() };
+        let e = round_trip_verdict(&kek, Err(Failure::Reopen(lost)))
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::Pkcs11PinLocked { .. }), "{e}");
+    }
+
+    /// Against a real SoftHSM2 token, in a child process as in `tests/pkcs11_master_key.rs`
+    /// (SoftHSM reads its configuration once per process).
+    #[test]
+    fn a_blob_that_does_not_open_to_the_kek_is_refused() {
+        use kura_testkit::softhsm;
+
+        const PIN: &str = "kura-user-1234";
+        const TOKEN_VAR: &str = "KURA_TEST_TOKEN";
+        if !softhsm::in_child() {
+            let hsm = kura_testkit::SoftHsm::new().unwrap();
+            let label = "kura-unit-round-trip";
+            hsm.init_token(label, PIN, "kura-so-5678").unwrap();
+            let name = concat!(
+                module_path!(),
+                "::a_blob_that_does_not_open_to_the_kek_is_refused"
+            );
+            let name = name.split_once("::").unwrap().1;
+            hsm.run_test(name, &[(TOKEN_VAR, label.as_ref())]).unwrap();
+            return;
+        }
+        let spec = Pkcs11Spec {
+            module: softhsm::module_path().unwrap(),
+            token_label: std::env::var(TOKEN_VAR).unwrap(),
+            key_label: "kura-master".into(),
+            pin_env: "KURA_TEST_HSM_PIN".into(),
+            pin: Some(Zeroizing::new(PIN.into())),
+            origin: "[security.encryption.master-key]".into(),
+        };
+        let mk = generate_key(&spec).unwrap();
+        let kek = Key256::generate().unwrap();
+        let blob = mk.wrap_kek(9, &kek).unwrap();
+        mk.check_opens_to(9, &kek, &blob).unwrap();
+
+        // The blob with another IV than the one the token used (what kura stored before it
+        // read the IV back from a token that draws its own), another ciphertext or tag.
+        let body_at = blob.len() - BODY_LEN;
+        for at in [
+            body_at + 1,
+            body_at + IV_LEN,
+            body_at + 1 + IV_LEN,
+            blob.len() - 1,
+        ] {
+            let mut bad = blob.clone();
+            bad[at] ^= 0x80;
+            let e = mk.check_opens_to(9, &kek, &bad).err().unwrap();
+            assert!(
+                matches!(
+                    e,
+                    Error::Pkcs11 {
+                        operation: "C_Encrypt",
+                        ..
+                    }
+                ),
+                "byte {at}: {e}"
+            );
+            assert!(e.to_string().contains("does not open again"), "{e}");
+        }
+
+        // A blob that opens, but to another key than the one being wrapped.
+        let other = Key256::generate().unwrap();
+        let e = mk.check_opens_to(9, &other, &blob).err().unwrap();
+        assert!(e.to_string().contains("gave back another key"), "{e}");
     }
 
     #[test]
