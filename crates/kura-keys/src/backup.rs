@@ -275,9 +275,15 @@ pub fn open(
         .iter()
         .find(|k| k.id == h.kek_id && k.state == KekState::Active)
         .ok_or(Error::BackupDamaged)?;
-    let kek = mk
-        .unwrap_kek(rec.id, &rec.wrapped)
-        .map_err(|_| Error::BackupDamaged)?;
+    // The checksum already held, so a KEK that does not authenticate means a changed
+    // file; a KMS or token that cannot be reached, or refuses, is reported as itself.
+    let kek = mk.unwrap_kek(rec.id, &rec.wrapped).map_err(|e| match e {
+        Error::KekUnwrap { .. } | Error::Format(_) | Error::Crypto(_) => Error::BackupDamaged,
+        Error::Kms(k) if k.kind() == crate::master_key::KmsErrorKind::WrongContext => {
+            Error::BackupDamaged
+        }
+        other => other,
+    })?;
     kura_crypto::hmac_sha256_verify(&mac_key(&h.salt, &kek)?[..], &[body_bytes], tag)
         .map_err(|_| Error::BackupDamaged)?;
     let kek = Kek::new(rec.id, kek)?;

@@ -2,8 +2,9 @@
 //! its keystore (SQLite, or the PostgreSQL database a cluster shares), its
 //! `last_heartbeat` and the keys the node uses refreshed every [`HEARTBEAT`], deleted on a
 //! clean shutdown. A node that missed three heartbeats ([`LIVE_WINDOW_SECS`]) is *stale*:
-//! `kura status` and `kura nodes` flag it, and `kura migrate-encryption` no longer counts it
-//! as live. Entries stale for [`EXPIRE_AFTER_SECS`] are removed by any server's heartbeat
+//! `kura status` and `kura nodes` flag it. `kura migrate-encryption` and `kura restore
+//! --force` wait longer ([`SAFETY_WINDOW_SECS`]) before they stop counting a node as
+//! running. Entries stale for [`EXPIRE_AFTER_SECS`] are removed by any server's heartbeat
 //! and by `kura nodes`.
 
 pub(crate) mod view;
@@ -21,6 +22,10 @@ pub(crate) const NODE_KIND: &str = kura_store::NODE_KIND;
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A node whose heartbeat is younger than this counts as alive (three heartbeats).
 pub(crate) const LIVE_WINDOW_SECS: i64 = 15;
+/// Safety checks (`kura migrate-encryption`, `kura restore --force`) count a node as
+/// running for longer: a slow heartbeat or clocks a little apart must not let them go on
+/// under a serving node.
+pub(crate) const SAFETY_WINDOW_SECS: i64 = 60;
 /// A node stale for this long is removed from the registry.
 pub(crate) const EXPIRE_AFTER_SECS: i64 = 600;
 
@@ -189,11 +194,11 @@ pub(crate) fn is_live(last: i64, now: i64) -> bool {
     now - last < LIVE_WINDOW_SECS
 }
 
-/// The nodes that heartbeated within the last [`LIVE_WINDOW_SECS`].
+/// The nodes that may still be running: a heartbeat within [`SAFETY_WINDOW_SECS`].
 pub(crate) fn live_nodes(store: &dyn ObjectStore) -> anyhow::Result<Vec<(String, NodeInfo)>> {
     let t = now();
     let mut nodes = all_nodes(store)?;
-    nodes.retain(|(_, n)| is_live(n.last_heartbeat, t));
+    nodes.retain(|(_, n)| t - n.last_heartbeat < SAFETY_WINDOW_SECS);
     Ok(nodes)
 }
 

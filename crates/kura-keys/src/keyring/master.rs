@@ -84,7 +84,15 @@ impl Keyring {
         };
         drop(_w);
         if from.is_some() {
-            self.rotate_master_key(master)?;
+            if let Err(e) = self.rotate_master_key(master) {
+                // Not re-wrapped: the keyring goes on with the keys it had.
+                *self.master.write().unwrap_or_else(PoisonError::into_inner) = old;
+                *self
+                    .previous
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = old_previous;
+                return Err(e);
+            }
             // The key the KEK was wrapped by stays usable as the previous one unless
             // another previous key was configured.
             *self

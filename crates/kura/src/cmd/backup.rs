@@ -243,7 +243,19 @@ pub(crate) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<()> {
     // With no master key configured, a keystore being replaced (--force) may hold the one
     // `kura set-mode` recorded; nothing is created before the backup is verified.
     let existing = match s.master_key {
-        None => env::store(&s, false).ok(),
+        None => match env::store(&s, false) {
+            Ok(store) => Some(store),
+            // No keystore yet: nothing recorded.
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<kura_store::Error>(),
+                    Some(kura_store::Error::NotInitialized { .. })
+                ) =>
+            {
+                None
+            }
+            Err(e) => return Err(e),
+        },
         Some(_) => None,
     };
     let (master, previous) = match existing {
@@ -266,6 +278,16 @@ pub(crate) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<()> {
              or restore into an empty --data-dir"
         ),
         Some(_) => {
+            // A running server could write objects between the safety backup and the
+            // replacement, and they would be lost: none may be live.
+            let live = crate::nodes::live_nodes(&*store)?;
+            if !live.is_empty() {
+                bail!(
+                    "{} kura server node(s) use the keystore at {location} (see `kura nodes`); \
+                     stop them before restoring over it, so that nothing they write is lost",
+                    live.len()
+                );
+            }
             // The backup of what is replaced, made under the keys that now wrap it.
             let (old, current) = backup::create(&*store, &*master, previous.as_deref(), now)
                 .with_context(|| {
