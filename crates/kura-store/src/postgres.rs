@@ -39,7 +39,7 @@ mod url;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ::postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
@@ -92,6 +92,21 @@ pub struct PgKeystore {
     /// The password, to scrub from driver messages (which should never hold it anyway).
     password: Option<zeroize::Zeroizing<String>>,
     idle: Mutex<Vec<Client>>,
+    /// Connections in use now (at most [`PgKeystore::MAX_BUSY`]), and the signal that one
+    /// was given back.
+    busy: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A connection slot, held while a call uses its connection; given back on drop.
+struct Permit<'a>(&'a PgKeystore);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.0.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        *busy = busy.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
 }
 
 impl fmt::Debug for PgKeystore {
@@ -113,6 +128,12 @@ enum Outcome<T> {
 impl PgKeystore {
     /// The most idle connections a [`PgKeystore`] keeps.
     pub const MAX_IDLE: usize = 8;
+    /// The most connections a [`PgKeystore`] uses at once: with the idle ones, one node never
+    /// opens more than `MAX_BUSY + MAX_IDLE`, so a cluster stays within PostgreSQL's
+    /// `max_connections` (100 by default) for a few nodes.
+    pub const MAX_BUSY: usize = 24;
+    /// How long a call waits for a connection slot when all are in use.
+    pub const BUSY_WAIT: Duration = Duration::from_secs(10);
     /// How long connecting may take when the URL sets no `connect_timeout`.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,6 +183,8 @@ impl PgKeystore {
             location,
             password,
             idle: Mutex::new(Vec::new()),
+            busy: Mutex::new(0),
+            freed: Condvar::new(),
         };
         store.off_runtime(|| {
             let mut client = store.new_client()?;
@@ -211,7 +234,14 @@ impl PgKeystore {
     /// A new connection.
     fn new_client(&self) -> Result<Client, Error> {
         self.config.connect(NoTls).map_err(|e| {
-            if e.as_db_error().is_some() && !is_connection_error(&e) {
+            if e.code() == Some(&::postgres::error::SqlState::TOO_MANY_CONNECTIONS) {
+                self.database_error(format!(
+                    "the database refuses more connections ({}); raise its max_connections, \
+                     or run fewer kura nodes against it (each uses at most {} at once)",
+                    self.message(&e),
+                    Self::MAX_BUSY + Self::MAX_IDLE
+                ))
+            } else if e.as_db_error().is_some() && !is_connection_error(&e) {
                 // The server answered: wrong credentials, no such database, …
                 self.database_error(format!(
                     "cannot connect: {}; check the database URL and the server's access rules",
@@ -225,6 +255,31 @@ impl PgKeystore {
                 ))
             }
         })
+    }
+
+    /// A connection slot, waiting up to [`PgKeystore::BUSY_WAIT`] while all
+    /// [`PgKeystore::MAX_BUSY`] are in use.
+    fn permit(&self) -> Result<Permit<'_>, Error> {
+        let deadline = std::time::Instant::now() + Self::BUSY_WAIT;
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        while *busy >= Self::MAX_BUSY {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(self.database_error(format!(
+                    "all {} connections this process may use were busy for {} s: the database \
+                     answers slowly or this process is overloaded; check the database's load",
+                    Self::MAX_BUSY,
+                    Self::BUSY_WAIT.as_secs()
+                )));
+            }
+            busy = self
+                .freed
+                .wait_timeout(busy, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *busy += 1;
+        Ok(Permit(self))
     }
 
     /// An idle connection if there is one (and whether it was), else a new one.
@@ -276,6 +331,7 @@ impl PgKeystore {
         &self,
         mut f: impl FnMut(&mut Client) -> Result<T, ::postgres::Error>,
     ) -> Result<T, Error> {
+        let _slot = self.permit()?;
         let mut retried = false;
         loop {
             let (mut client, reused) = self.checkout()?;
@@ -306,6 +362,7 @@ impl PgKeystore {
         &self,
         mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        let _slot = self.permit()?;
         let mut retried = false;
         loop {
             let (mut client, reused) = self.checkout()?;

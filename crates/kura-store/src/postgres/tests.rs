@@ -253,3 +253,48 @@ fn debug_shows_the_location_only() {
     let debug = format!("{store:?}");
     assert!(debug.contains(&url), "{debug}");
 }
+
+#[test]
+fn connections_in_use_are_bounded_and_calls_wait_for_a_slot() {
+    let (url, _client) = database();
+    let store = std::sync::Arc::new(PgKeystore::connect(&url).unwrap());
+    let slots: Vec<_> = (0..PgKeystore::MAX_BUSY)
+        .map(|_| store.permit().unwrap())
+        .collect();
+    // Every slot is taken: a call waits, and goes on as soon as one is given back.
+    let waiter = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            store.objects_generation().unwrap();
+            started.elapsed()
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "a call did not wait for a slot");
+    drop(slots);
+    let waited = waiter.join().unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "{waited:?}"
+    );
+    // Forty threads at once never hold more than MAX_BUSY connections.
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let threads: Vec<_> = (0..40)
+        .map(|_| {
+            let (store, peak) = (store.clone(), peak.clone());
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    store.generation().unwrap();
+                    let busy = *store.busy.lock().unwrap();
+                    peak.fetch_max(busy, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(peak.load(Ordering::Relaxed) <= PgKeystore::MAX_BUSY);
+    assert_eq!(*store.busy.lock().unwrap(), 0, "every slot was given back");
+}
