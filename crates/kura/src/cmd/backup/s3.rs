@@ -158,10 +158,21 @@ impl S3 {
             }
             None => {}
         }
-        self.runtime
-            .block_on(req.send())
-            .map_err(|e| self.error("PutObject", e))?;
-        Ok(())
+        if !force {
+            // The HEAD above gives the clear message at once; this makes it hold against an
+            // upload racing ours.
+            req = req.if_none_match("*");
+        }
+        match self.runtime.block_on(req.send()) {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if !force && e.raw().status().as_u16() == 412 => bail!(
+                "{} already exists (at {}): it was written while this backup was uploaded; \
+                 choose another --out, or add --force to replace it",
+                self.loc,
+                self.place
+            ),
+            Err(e) => Err(self.error("PutObject", e)),
+        }
     }
 
     /// Downloads the object.
