@@ -11,27 +11,35 @@ const ALL: [CtrMethod; 4] = [
     CtrMethod::Sm4,
 ];
 
-/// SP 800-38A F.5 plaintext (the same four blocks for every key size).
-const NIST_PT: &str = concat!(
-    "6bc1bee22e409f96e93d7e117393172a",
-    "ae2d8a571e03ac9c9eb76fac45af8e51",
-    "30c81c46a35ce411e5fbc1191a0a52ef",
-    "f69f2445df4f9b17ad2b417be66c3710",
-);
-/// SP 800-38A F.5 initial counter block.
-const NIST_IV: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+/// The known answers, shared with kura-fs's file tests: `testdata/ctr-known-answers.json`
+/// (its description says where each comes from).
+fn vectors() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../../testdata/ctr-known-answers.json")).unwrap()
+}
+
+/// A hex string of the vectors at `pointer` (a JSON pointer).
+fn vector(pointer: &str) -> String {
+    vectors()
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_else(|| panic!("testdata/ctr-known-answers.json has no {pointer}"))
+        .to_string()
+}
 
 fn iv(s: &str) -> [u8; 16] {
     hex::decode(s).unwrap().try_into().unwrap()
 }
 
-/// Encrypts the NIST plaintext in one call, decrypts it, and decrypts every sub-range
-/// `[a, b)` of the 64 bytes at its own offset.
-fn nist(method: CtrMethod, key: &str, ct: &str) {
-    let key = hex::decode(key).unwrap();
-    let pt = hex::decode(NIST_PT).unwrap();
-    let ct = hex::decode(ct).unwrap();
-    let c = CtrCipher::new(method, &key, iv(NIST_IV)).unwrap();
+/// Encrypts the NIST plaintext in one call with case `case` of the vectors (whose method
+/// must be `method`), decrypts it, and decrypts every sub-range `[a, b)` of the 64 bytes at
+/// its own offset.
+fn nist(method: CtrMethod, case: usize) {
+    let at = |field: &str| vector(&format!("/nist_sp800_38a_f5/cases/{case}/{field}"));
+    assert_eq!(at("method"), method_name(method));
+    let key = hex::decode(at("key")).unwrap();
+    let pt = hex::decode(vector("/nist_sp800_38a_f5/plaintext")).unwrap();
+    let ct = hex::decode(at("ciphertext")).unwrap();
+    let c = CtrCipher::new(method, &key, iv(&vector("/nist_sp800_38a_f5/counter"))).unwrap();
 
     let mut buf = pt.clone();
     c.apply_keystream(0, &mut buf).unwrap();
@@ -58,83 +66,61 @@ fn nist(method: CtrMethod, key: &str, ct: &str) {
 /// SP 800-38A F.5.1 CTR-AES128.Encrypt.
 #[test]
 fn sp800_38a_f51_aes128_ctr() {
-    nist(
-        CtrMethod::Aes128,
-        "2b7e151628aed2a6abf7158809cf4f3c",
-        concat!(
-            "874d6191b620e3261bef6864990db6ce",
-            "9806f66b7970fdff8617187bb9fffdff",
-            "5ae4df3edbd5d35e5b4f09020db03eab",
-            "1e031dda2fbe03d1792170a0f3009cee",
-        ),
-    );
+    nist(CtrMethod::Aes128, 0);
 }
 
 /// SP 800-38A F.5.3 CTR-AES192.Encrypt.
 #[test]
 fn sp800_38a_f53_aes192_ctr() {
-    nist(
-        CtrMethod::Aes192,
-        "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b",
-        concat!(
-            "1abc932417521ca24f2b0459fe7e6e0b",
-            "090339ec0aa6faefd5ccc2c6f4ce8e94",
-            "1e36b26bd1ebc670d1bd1d665620abf7",
-            "4f78a7f6d29809585a97daec58c6b050",
-        ),
-    );
+    nist(CtrMethod::Aes192, 1);
 }
 
 /// SP 800-38A F.5.5 CTR-AES256.Encrypt.
 #[test]
 fn sp800_38a_f55_aes256_ctr() {
-    nist(
-        CtrMethod::Aes256,
-        "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
-        concat!(
-            "601ec313775789a5b7a7f504bbf3d228",
-            "f443e3ca4d62b59aca84e990cacaf5c5",
-            "2b0930daa23de94ce87017ba2d84988d",
-            "dfc9c58db67aada613c2dd08457941a6",
-        ),
-    );
+    nist(CtrMethod::Aes256, 2);
+}
+
+/// The configuration name of `method`, as the vectors give it.
+fn method_name(method: CtrMethod) -> &'static str {
+    match method {
+        CtrMethod::Aes128 => "aes128-ctr",
+        CtrMethod::Aes192 => "aes192-ctr",
+        CtrMethod::Aes256 => "aes256-ctr",
+        _ => "sm4-ctr",
+    }
 }
 
 /// GB/T 32907-2016 appendix A, example 1: key = plaintext = 0123…3210 encrypts to
-/// 681edf34…4246. With the plaintext block as the initial counter, the first 16 bytes of
-/// the CTR keystream are exactly E_K(P).
-const SM4_KEY: &str = "0123456789abcdeffedcba9876543210";
-const SM4_CT: &str = "681edf34d206965e86b3e94f536e4246";
+/// 681edf34…4246 (the first block of the vectors' keystream). With the plaintext block as
+/// the initial counter, the first 16 bytes of the CTR keystream are exactly E_K(P).
 
 #[test]
 fn sm4_gbt_32907_example() {
-    let key = hex::decode(SM4_KEY).unwrap();
-    let c = CtrCipher::new(CtrMethod::Sm4, &key, iv(SM4_KEY)).unwrap();
+    let sm4_key = vector("/sm4_gbt_32907/key");
+    let key = hex::decode(&sm4_key).unwrap();
+    let c = CtrCipher::new(CtrMethod::Sm4, &key, iv(&sm4_key)).unwrap();
     let mut ks = [0u8; 16];
     c.apply_keystream(0, &mut ks).unwrap();
-    assert_eq!(hex::encode(ks), SM4_CT);
+    assert_eq!(hex::encode(ks), "681edf34d206965e86b3e94f536e4246");
+    assert!(vector("/sm4_gbt_32907/keystream").starts_with(&hex::encode(ks)));
 }
 
 /// The first four SM4-CTR keystream blocks for the example key with counter P, P+1, P+2,
-/// P+3, i.e. SM4-ECB of those counter blocks. Block 0 is the standard's example; blocks
-/// 1–3 were computed independently with OpenSSL 3.0 (SM4-ECB and SM4-CTR through
-/// pyca/cryptography), not with the `sm4` crate used by kura.
+/// P+3, i.e. SM4-ECB of those counter blocks (the vectors' description says where they
+/// come from: not from the `sm4` crate used by kura).
 #[test]
 fn sm4_ctr_keystream_blocks() {
-    let key = hex::decode(SM4_KEY).unwrap();
-    let c = CtrCipher::new(CtrMethod::Sm4, &key, iv(SM4_KEY)).unwrap();
-    let want = concat!(
-        "681edf34d206965e86b3e94f536e4246",
-        "be9a2469307a96f9d33ddbed4cf39994",
-        "c4e5f90f56b5e8e3f0459ed2756a7ce9",
-        "d65d8f13b114237a85a2be2f029609f7",
-    );
+    let sm4_key = vector("/sm4_gbt_32907/key");
+    let key = hex::decode(&sm4_key).unwrap();
+    let c = CtrCipher::new(CtrMethod::Sm4, &key, iv(&sm4_key)).unwrap();
+    let want = vector("/sm4_gbt_32907/keystream");
     let mut ks = [0u8; 64];
     c.apply_keystream(0, &mut ks).unwrap();
     assert_eq!(hex::encode(ks), want);
 
     // Starting one block later is the same as starting with counter P + 1.
-    let mut p1 = iv(SM4_KEY);
+    let mut p1 = iv(&sm4_key);
     p1[15] += 1;
     let c1 = CtrCipher::new(CtrMethod::Sm4, &key, p1).unwrap();
     let mut ks1 = [0u8; 48];
@@ -153,14 +139,15 @@ fn sm4_ctr_keystream_blocks() {
 
 #[test]
 fn sm4_differs_from_aes128_on_same_key_and_iv() {
-    let key = hex::decode(SM4_KEY).unwrap();
+    let sm4_key = vector("/sm4_gbt_32907/key");
+    let key = hex::decode(&sm4_key).unwrap();
     let mut sm4 = [0u8; 64];
     let mut aes = [0u8; 64];
-    CtrCipher::new(CtrMethod::Sm4, &key, iv(SM4_KEY))
+    CtrCipher::new(CtrMethod::Sm4, &key, iv(&sm4_key))
         .unwrap()
         .apply_keystream(0, &mut sm4)
         .unwrap();
-    CtrCipher::new(CtrMethod::Aes128, &key, iv(SM4_KEY))
+    CtrCipher::new(CtrMethod::Aes128, &key, iv(&sm4_key))
         .unwrap()
         .apply_keystream(0, &mut aes)
         .unwrap();

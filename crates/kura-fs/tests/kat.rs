@@ -26,60 +26,20 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// SP 800-38A F.5 plaintext (the same four blocks for every key size).
-const NIST_PT: &str = concat!(
-    "6bc1bee22e409f96e93d7e117393172a",
-    "ae2d8a571e03ac9c9eb76fac45af8e51",
-    "30c81c46a35ce411e5fbc1191a0a52ef",
-    "f69f2445df4f9b17ad2b417be66c3710",
-);
-/// SP 800-38A F.5 initial counter block.
-const NIST_IV: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+/// The known answers, shared with kura-crypto's cipher tests:
+/// `testdata/ctr-known-answers.json` (its description says where each comes from).
+fn vectors() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../../testdata/ctr-known-answers.json")).unwrap()
+}
 
-/// (method, key, expected ciphertext of [`NIST_PT`]): F.5.1, F.5.3, F.5.5.
-const NIST: [(Method, &str, &str); 3] = [
-    (
-        Method::Aes128Ctr,
-        "2b7e151628aed2a6abf7158809cf4f3c",
-        concat!(
-            "874d6191b620e3261bef6864990db6ce",
-            "9806f66b7970fdff8617187bb9fffdff",
-            "5ae4df3edbd5d35e5b4f09020db03eab",
-            "1e031dda2fbe03d1792170a0f3009cee",
-        ),
-    ),
-    (
-        Method::Aes192Ctr,
-        "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b",
-        concat!(
-            "1abc932417521ca24f2b0459fe7e6e0b",
-            "090339ec0aa6faefd5ccc2c6f4ce8e94",
-            "1e36b26bd1ebc670d1bd1d665620abf7",
-            "4f78a7f6d29809585a97daec58c6b050",
-        ),
-    ),
-    (
-        Method::Aes256Ctr,
-        "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
-        concat!(
-            "601ec313775789a5b7a7f504bbf3d228",
-            "f443e3ca4d62b59aca84e990cacaf5c5",
-            "2b0930daa23de94ce87017ba2d84988d",
-            "dfc9c58db67aada613c2dd08457941a6",
-        ),
-    ),
-];
-
-/// GB/T 32907-2016 example key, also the initial counter block; the first four keystream
-/// blocks (block 0 is the standard's ciphertext; `crates/kura-crypto/tests/ctr_vectors.rs`
-/// says where blocks 1–3 come from).
-const SM4_KEY: &str = "0123456789abcdeffedcba9876543210";
-const SM4_KEYSTREAM: &str = concat!(
-    "681edf34d206965e86b3e94f536e4246",
-    "be9a2469307a96f9d33ddbed4cf39994",
-    "c4e5f90f56b5e8e3f0459ed2756a7ce9",
-    "d65d8f13b114237a85a2be2f029609f7",
-);
+/// The hex string of the vectors at `pointer` (a JSON pointer), decoded.
+fn vector(v: &serde_json::Value, pointer: &str) -> Vec<u8> {
+    unhex(
+        v.pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_else(|| panic!("testdata/ctr-known-answers.json has no {pointer}")),
+    )
+}
 
 fn keyring(dir: &Path) -> Arc<Keyring> {
     Arc::new(Keyring::ephemeral(&dir.join("keystore.db")).unwrap())
@@ -144,16 +104,21 @@ fn forced(fs: &EncryptedFs, path: &str, method: Method, salt: [u8; 16], pt: &[u8
 #[test]
 fn ctr_files_hold_the_nist_and_sm4_known_answers() {
     let (_dir, fs) = setup();
-    let pt = unhex(NIST_PT);
-    let iv: [u8; 16] = unhex(NIST_IV).try_into().unwrap();
-    for (method, key, ct) in NIST {
+    let v = vectors();
+    let pt = vector(&v, "/nist_sp800_38a_f5/plaintext");
+    let iv: [u8; 16] = vector(&v, "/nist_sp800_38a_f5/counter").try_into().unwrap();
+    let cases = v["nist_sp800_38a_f5"]["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3, "F.5.1, F.5.3 and F.5.5");
+    for case in cases {
+        let method: Method = case["method"].as_str().unwrap().parse().unwrap();
+        let (key, ct) = (vector(case, "/key"), vector(case, "/ciphertext"));
         // The cipher gives the published ciphertext for the published key...
         let mut buf = pt.clone();
-        CtrCipher::new(method.ctr().unwrap(), &unhex(key), iv)
+        CtrCipher::new(method.ctr().unwrap(), &key, iv)
             .unwrap()
             .apply_keystream(0, &mut buf)
             .unwrap();
-        assert_eq!(buf, unhex(ct), "{method}: SP 800-38A F.5");
+        assert_eq!(buf, ct, "{method}: SP 800-38A F.5");
         // ...and the file holds what it gives for the file's key and that counter block.
         let disk = forced(&fs, method.as_str(), method, iv, &pt);
         let info = fs.info(method.as_str()).unwrap().unwrap();
@@ -167,13 +132,18 @@ fn ctr_files_hold_the_nist_and_sm4_known_answers() {
     }
 
     // SM4: the keystream for the example key with the example block as the counter.
-    let sm4_iv: [u8; 16] = unhex(SM4_KEY).try_into().unwrap();
+    let sm4_key = vector(&v, "/sm4_gbt_32907/key");
+    let sm4_iv: [u8; 16] = sm4_key.clone().try_into().unwrap();
     let mut ks = [0u8; 64];
-    CtrCipher::new(CtrMethod::Sm4, &unhex(SM4_KEY), sm4_iv)
+    CtrCipher::new(CtrMethod::Sm4, &sm4_key, sm4_iv)
         .unwrap()
         .apply_keystream(0, &mut ks)
         .unwrap();
-    assert_eq!(ks[..], unhex(SM4_KEYSTREAM)[..], "SM4-CTR keystream");
+    assert_eq!(
+        ks[..],
+        vector(&v, "/sm4_gbt_32907/keystream")[..],
+        "SM4-CTR keystream"
+    );
     // A file of 64 zero bytes holds its own keystream.
     let disk = forced(&fs, "sm4", Method::Sm4Ctr, sm4_iv, &[0u8; 64]);
     let info = fs.info("sm4").unwrap().unwrap();
