@@ -203,7 +203,9 @@ impl Kms {
         self.clock.now()
     }
 
-    /// Drops caches if another writer changed the keystore (at most one check a second).
+    /// Whether a request may be answered from the caches: with a background poller (see
+    /// [`Kms::set_polled`]) this only looks at the age of its last successful check;
+    /// without one, one request a second checks the keystore itself.
     ///
     /// No silent fallback: while the keystore cannot be reached, requests are answered
     /// from the caches for at most [`MAX_UNCHECKED_SECS`] after the last successful

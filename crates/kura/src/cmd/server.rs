@@ -270,8 +270,8 @@ pub(crate) fn run(cli: &Cli, a: &ServerArgs) -> Result<()> {
 }
 
 /// Refreshes the node's registration every [`crate::nodes::HEARTBEAT`] with the keys it
-/// uses (after looking for changes other nodes made, so an idle node reports current
-/// keys), and removes expired nodes once a minute.
+/// uses (current even on an idle node: the change poller looks for other nodes' changes
+/// every second), and removes expired nodes once a minute.
 async fn heartbeats(kms: Arc<Kms>, id: String, mut node: NodeInfo, source: env::SettingsSource) {
     let mut tick = tokio::time::interval(crate::nodes::HEARTBEAT);
     tick.tick().await;
@@ -281,9 +281,6 @@ async fn heartbeats(kms: Arc<Kms>, id: String, mut node: NodeInfo, source: env::
         let sweep = beat.is_multiple_of(12);
         let r = tokio::task::spawn_blocking(move || -> anyhow::Result<NodeInfo> {
             let store = kms.store();
-            if let Err(e) = kms.poll_changes() {
-                tracing::warn!(error = %e, "cannot look for key changes made by other nodes");
-            }
             if let Err(e) = follow_recorded_master_key(&kms, &source) {
                 tracing::error!(error = %format!("{e:#}"), "cannot take the master key another node switched to");
             }
