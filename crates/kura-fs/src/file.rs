@@ -6,7 +6,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0..4 | magic `KRFS` |
-//! | 4 | version 1 |
+//! | 4 | version: 1, or 2 for page-mode files created now (the page layout, [`crate::page`]) |
 //! | 5 | method code (1–4 CTR, 5 page) |
 //! | 6..8 | zero |
 //! | 8..16 | data key id (u64 BE) |
@@ -26,13 +26,16 @@ use kura_crypto::CtrCipher;
 use kura_keys::Keyring;
 
 use crate::dict::FileInfo;
-use crate::page::{PAGE, PageCipher, UNIT};
+use crate::page::{Layout, PAGE, PageCipher};
 use crate::{Error, Method};
+
+mod pages;
+
+use pages::Pages;
 
 /// Bytes of the header of an encrypted file.
 pub const HEADER: usize = 32;
 const MAGIC: &[u8; 4] = b"KRFS";
-const VERSION: u8 = 1;
 /// Bytes a CTR append encrypts and writes at a time.
 const CTR_PIECE: usize = 256 << 10;
 
@@ -40,28 +43,40 @@ const CTR_PIECE: usize = 256 << 10;
 pub(crate) fn header(info: &FileInfo) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[..4].copy_from_slice(MAGIC);
-    h[4] = VERSION;
+    // Page-mode files are created in the aligned layout; CTR files have one version.
+    h[4] = match info.method {
+        Method::Aes256GcmPage => Layout::V2.version(),
+        _ => 1,
+    };
     h[5] = info.method.code();
     h[8..16].copy_from_slice(&info.key_id.to_be_bytes());
     h[16..].copy_from_slice(&info.salt);
     h
 }
 
-/// The file info a header names, if it is one.
-pub(crate) fn parse_header(h: &[u8]) -> Option<FileInfo> {
-    if h.len() < HEADER || &h[..4] != MAGIC || h[4] != VERSION || h[6..8] != [0, 0] {
+/// The file info a header names, if it is one, and its page layout.
+pub(crate) fn parse_header(h: &[u8]) -> Option<(FileInfo, Layout)> {
+    if h.len() < HEADER || &h[..4] != MAGIC || h[6..8] != [0, 0] {
         return None;
     }
     let method = Method::from_code(h[5]).filter(|m| *m != Method::Plaintext)?;
+    let layout = match (h[4], method) {
+        (1, _) => Layout::V1,
+        (2, Method::Aes256GcmPage) => Layout::V2,
+        _ => return None,
+    };
     let mut id = [0u8; 8];
     id.copy_from_slice(&h[8..16]);
     let mut salt = [0u8; 16];
     salt.copy_from_slice(&h[16..32]);
-    Some(FileInfo {
-        method,
-        key_id: u64::from_be_bytes(id),
-        salt,
-    })
+    Some((
+        FileInfo {
+            method,
+            key_id: u64::from_be_bytes(id),
+            salt,
+        },
+        layout,
+    ))
 }
 
 /// The key of a file.
@@ -80,7 +95,7 @@ pub(crate) fn file_key(
 enum Kind {
     Plain,
     Ctr(CtrCipher),
-    Page(PageCipher),
+    Page(Pages),
 }
 
 /// An open file. All methods take `&self` and may be called from many threads; writes
@@ -127,8 +142,8 @@ impl File {
         } else {
             None
         };
-        let info = match (info, expect) {
-            (Some(i), _) => Some(i),
+        let (info, layout) = match (info, expect) {
+            (Some((i, layout)), _) => (Some(i), layout),
             // An entry but an empty file: a create interrupted between the truncation and
             // the header, so the entry may be the old file's, whose salt's keystream
             // encrypted the old content at these offsets: a new salt, hence a new key. (A
@@ -144,10 +159,10 @@ impl File {
                     salt,
                 };
                 file.write_all_at(&header(&fresh), 0).map_err(io(&path))?;
-                Some(fresh)
+                (Some(fresh), Layout::V2)
             }
             (None, Some(_)) => return Err(Error::Decrypt),
-            (None, None) => None,
+            (None, None) => (None, Layout::V2),
         };
         let kind = match &info {
             None => Kind::Plain,
@@ -155,7 +170,11 @@ impl File {
                 let key = file_key(keyring, i)?;
                 match i.method.ctr() {
                     Some(c) => Kind::Ctr(CtrCipher::new(c, key.expose_secret(), i.salt)?),
-                    None => Kind::Page(PageCipher::new(key.expose_secret(), i.salt)?),
+                    None => Kind::Page(Pages::new(PageCipher::new(
+                        key.expose_secret(),
+                        i.salt,
+                        layout,
+                    )?)),
                 }
             }
         };
@@ -179,8 +198,21 @@ impl File {
     /// The page cipher of a page-mode file.
     pub(crate) fn page_cipher(&self) -> Option<&PageCipher> {
         match &self.kind {
-            Kind::Page(c) => Some(c),
+            Kind::Page(p) => Some(p.cipher()),
             _ => None,
+        }
+    }
+
+    /// The page layout of a page-mode file (`None` for other methods).
+    pub fn page_layout(&self) -> Option<Layout> {
+        self.page_cipher().map(PageCipher::layout)
+    }
+
+    /// Page mode: page metadata reaches the file only at [`File::sync_data`] (or when
+    /// the file is dropped), for a user that reads nothing unsynced after a crash.
+    pub(crate) fn defer_page_metadata(&self) {
+        if let Kind::Page(p) = &self.kind {
+            p.defer();
         }
     }
 
@@ -194,29 +226,8 @@ impl File {
         match &self.kind {
             Kind::Plain => Ok(physical),
             Kind::Ctr(_) => Ok(physical.saturating_sub(HEADER as u64)),
-            Kind::Page(c) => {
-                // A unit torn off the end by a crash is not part of the file.
-                let units = physical.saturating_sub(HEADER as u64) / UNIT as u64;
-                if units == 0 {
-                    return Ok(0);
-                }
-                let mut unit = Box::new([0u8; UNIT]);
-                let mut page = Box::new([0u8; PAGE]);
-                self.read_unit(units - 1, &mut unit)?;
-                let used = c.open(units - 1, &unit, &mut page)?;
-                Ok((units - 1) * PAGE as u64 + used as u64)
-            }
+            Kind::Page(p) => p.plaintext_len(&self.file, &self.path),
         }
-    }
-
-    fn unit_at(index: u64) -> u64 {
-        HEADER as u64 + index * UNIT as u64
-    }
-
-    fn read_unit(&self, index: u64, unit: &mut [u8; UNIT]) -> Result<(), Error> {
-        self.file
-            .read_exact_at(unit, Self::unit_at(index))
-            .map_err(io(&self.path))
     }
 
     /// The plaintext length.
@@ -256,8 +267,7 @@ impl File {
                     .map_err(io(&self.path))?;
                 c.apply_keystream(offset, buf)?;
             }
-            Kind::Page(c) => {
-                let mut unit = [0u8; UNIT];
+            Kind::Page(pages) => {
                 // For pages wanted in part; whole pages are opened straight into `buf`.
                 let mut page: Option<Box<[u8; PAGE]>> = None;
                 let mut done = 0;
@@ -266,13 +276,12 @@ impl File {
                     let index = at / PAGE as u64;
                     let skip = (at % PAGE as u64) as usize;
                     let take = (PAGE - skip).min(n - done);
-                    self.read_unit(index, &mut unit)?;
                     let out = &mut buf[done..done + take];
                     if let Ok(whole) = <&mut [u8; PAGE]>::try_from(&mut *out) {
-                        c.open(index, &unit, whole).inspect_err(|_| whole.fill(0))?;
+                        pages.read(&self.file, &self.path, index, whole)?;
                     } else {
                         let page = page.get_or_insert_with(|| Box::new([0u8; PAGE]));
-                        c.open(index, &unit, page)?;
+                        pages.read(&self.file, &self.path, index, page)?;
                         out.copy_from_slice(&page[skip..skip + take]);
                     }
                     done += take;
@@ -308,13 +317,13 @@ impl File {
                 .write_all_at(data, offset)
                 .map_err(io(&self.path))?,
             Kind::Ctr(c) => self.ctr_append(c, &mut len, offset, data)?,
-            Kind::Page(c) => {
+            Kind::Page(pages) => {
                 if offset > *len {
-                    self.grow_pages(c, *len, offset)?;
+                    self.grow_pages(pages, *len, offset)?;
                     *len = offset;
                 }
                 let end = offset + data.len() as u64;
-                self.write_pages(c, *len, offset, data)?;
+                self.write_pages(pages, *len, offset, data)?;
                 *len = (*len).max(end);
                 return Ok(());
             }
@@ -370,22 +379,15 @@ impl File {
 
     /// Seals the pages covering `[offset, offset + data.len())` of a file of `len` bytes
     /// (`offset <= len`), reading back the pages it changes only in part.
-    fn write_pages(&self, c: &PageCipher, len: u64, offset: u64, data: &[u8]) -> Result<(), Error> {
+    fn write_pages(&self, pages: &Pages, len: u64, offset: u64, data: &[u8]) -> Result<(), Error> {
         let end = offset + data.len() as u64;
         let new_len = len.max(end);
         let first = offset / PAGE as u64;
         let last = (end - 1) / PAGE as u64;
-        let units = usize::try_from(last - first + 1).map_err(|_| Error::TooLarge)?;
-        // One unit (redb's page writes) on the stack, more on the heap.
-        let (mut one, mut many) = ([0u8; UNIT], Vec::new());
-        let out: &mut [u8] = if units == 1 {
-            &mut one
-        } else {
-            many.resize(units * UNIT, 0);
-            &mut many
-        };
+        let count = usize::try_from(last - first + 1).map_err(|_| Error::TooLarge)?;
+        let mut run = pages.run(first, count)?;
         // For pages changed in part: the page read back and merged (allocated only then).
-        let (mut unit_buf, mut page_buf) = (None, None);
+        let mut page_buf = None;
         for (k, index) in (first..=last).enumerate() {
             let start = index * PAGE as u64;
             let used = usize::try_from((new_len - start).min(PAGE as u64)).unwrap_or(PAGE);
@@ -394,38 +396,31 @@ impl File {
             let d = usize::try_from(from - offset).unwrap_or(0);
             let p = usize::try_from(from - start).unwrap_or(0);
             let n = usize::try_from(to - from).unwrap_or(0);
-            let slot: &mut [u8; UNIT] = (&mut out[k * UNIT..(k + 1) * UNIT])
-                .try_into()
-                .map_err(|_| Error::TooLarge)?;
             if p == 0 && n == used {
                 // The write covers every byte in use: sealed straight from `data`.
-                c.seal(index, &data[d..d + n], slot)?;
+                pages.seal(&self.file, &self.path, &mut run, k, &data[d..d + n])?;
                 continue;
             }
-            let unit = unit_buf.get_or_insert_with(|| Box::new([0u8; UNIT]));
             let page = page_buf.get_or_insert_with(|| Box::new([0u8; PAGE]));
             page.fill(0);
             if start < len {
-                self.read_unit(index, unit)?;
-                c.open(index, unit, page)?;
+                pages.read(&self.file, &self.path, index, page)?;
             }
             page[p..p + n].copy_from_slice(&data[d..d + n]);
-            c.seal(index, &page[..used], slot)?;
+            pages.seal(&self.file, &self.path, &mut run, k, &page[..used])?;
         }
-        self.file
-            .write_all_at(out, Self::unit_at(first))
-            .map_err(io(&self.path))
+        pages.write(&self.file, &self.path, run, new_len.div_ceil(PAGE as u64))
     }
 
-    /// Grows a page file from `len` to `to` bytes of zeros (sealed, never holes: a unit of
+    /// Grows a page file from `len` to `to` bytes of zeros (sealed, never holes: a page of
     /// zeros on disk does not open).
-    fn grow_pages(&self, c: &PageCipher, len: u64, to: u64) -> Result<(), Error> {
+    fn grow_pages(&self, pages: &Pages, len: u64, to: u64) -> Result<(), Error> {
         const STEP: u64 = 256 * PAGE as u64;
         let mut at = len;
         while at < to {
             let n = (to - at).min(STEP - at % PAGE as u64);
             let zeros = vec![0u8; usize::try_from(n).map_err(|_| Error::TooLarge)?];
-            self.write_pages(c, at, at, &zeros)?;
+            self.write_pages(pages, at, at, &zeros)?;
             at += n;
         }
         Ok(())
@@ -456,28 +451,24 @@ impl File {
                     &vec![0u8; usize::try_from(new - at).map_err(|_| Error::TooLarge)?],
                 );
             }
-            Kind::Page(c) => {
+            Kind::Page(pages) => {
                 if new > *len {
-                    self.grow_pages(c, *len, new)?;
+                    self.grow_pages(pages, *len, new)?;
                 } else if new < *len {
-                    let units = new.div_ceil(PAGE as u64);
+                    let count = new.div_ceil(PAGE as u64);
                     if !new.is_multiple_of(PAGE as u64) {
                         // The new last page shrinks: reseal it with its new length.
-                        let index = units - 1;
-                        let mut unit = Box::new([0u8; UNIT]);
+                        let index = count - 1;
                         let mut page = Box::new([0u8; PAGE]);
-                        self.read_unit(index, &mut unit)?;
-                        c.open(index, &unit, &mut page)?;
+                        pages.read(&self.file, &self.path, index, &mut page)?;
                         let used = usize::try_from(new - index * PAGE as u64).unwrap_or(PAGE);
-                        page[used..].fill(0);
-                        c.seal(index, &page[..used], &mut unit)?;
-                        self.file
-                            .write_all_at(&unit[..], Self::unit_at(index))
-                            .map_err(io(&self.path))?;
+                        let mut run = pages.run(index, 1)?;
+                        pages.seal(&self.file, &self.path, &mut run, 0, &page[..used])?;
+                        pages.write(&self.file, &self.path, run, count)?;
                     }
-                    self.file
-                        .set_len(Self::unit_at(units))
-                        .map_err(io(&self.path))?;
+                    // The new last page may be one whose entry waits for a sync.
+                    pages.flush(&self.file, &self.path)?;
+                    pages.truncate(&self.file, &self.path, count)?;
                 }
             }
         }
@@ -487,102 +478,25 @@ impl File {
 
     /// Makes every write so far durable.
     pub fn sync_data(&self) -> Result<(), Error> {
+        if let Kind::Page(pages) = &self.kind {
+            pages.flush(&self.file, &self.path)?;
+        }
         self.file.sync_data().map_err(io(&self.path))
+    }
+}
+
+impl Drop for File {
+    /// Deferred page metadata is written (not synced): a file closed without a sync
+    /// still reads back whole, as a plain file would.
+    fn drop(&mut self) {
+        if let Kind::Page(pages) = &self.kind
+            && let Err(e) = pages.flush(&self.file, &self.path)
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "page metadata not written at close");
+        }
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    //! The bytes of the write paths that work a piece at a time, against the cipher applied
-    //! in one go.
-
-    use std::sync::Arc;
-
-    use kura_keys::Keyring;
-
-    use super::*;
-    use crate::{EncryptedFs, Options};
-
-    fn fs_at(dir: &Path) -> EncryptedFs {
-        let keyring = Keyring::ephemeral(&dir.join("keystore.db")).unwrap();
-        EncryptedFs::open(&dir.join("root"), Arc::new(keyring), Options::default()).unwrap()
-    }
-
-    fn pattern(n: usize, seed: u8) -> Vec<u8> {
-        (0..n)
-            .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ seed)
-            .collect()
-    }
-
-    #[test]
-    fn ctr_appends_larger_than_a_piece_are_one_keystream() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = fs_at(dir.path());
-        let f = fs.create_with("big", Method::Aes256Ctr).unwrap();
-        let mut model = pattern(100, 1);
-        f.append(&model).unwrap();
-        // A gap of more than a piece, then data of several pieces ending mid-piece.
-        let gap = CTR_PIECE + 1000;
-        let data = pattern(2 * CTR_PIECE + 777, 2);
-        f.write_at(&data, (model.len() + gap) as u64).unwrap();
-        model.resize(model.len() + gap, 0);
-        model.extend_from_slice(&data);
-        f.append(&data[..CTR_PIECE]).unwrap();
-        model.extend_from_slice(&data[..CTR_PIECE]);
-        assert_eq!(f.len(), model.len() as u64);
-        let mut back = vec![0u8; model.len()];
-        f.read_exact_at(&mut back, 0).unwrap();
-        assert_eq!(back, model);
-
-        let info = f.info().unwrap();
-        let key = file_key(fs.keyring(), &info).unwrap();
-        let ctr =
-            CtrCipher::new(info.method.ctr().unwrap(), key.expose_secret(), info.salt).unwrap();
-        let mut want = model.clone();
-        ctr.apply_keystream(0, &mut want).unwrap();
-        let disk = std::fs::read(fs.root().join("big")).unwrap();
-        assert_eq!(&disk[HEADER..], &want[..]);
-    }
-
-    #[test]
-    fn page_writes_and_reads_whole_and_in_part() {
-        let dir = tempfile::tempdir().unwrap();
-        let fs = fs_at(dir.path());
-        let f = fs.create_with("pages", Method::Aes256GcmPage).unwrap();
-        let mut model = pattern(3 * PAGE + 10, 3);
-        f.write_at(&model, 0).unwrap();
-        // Whole pages, a page in part, and a write across a page boundary.
-        for (offset, len, seed) in [
-            (PAGE, PAGE, 4u8),
-            (0, 2 * PAGE, 5),
-            (100, 50, 6),
-            (2 * PAGE - 7, 20, 7),
-            (3 * PAGE, 10, 8),
-        ] {
-            let data = pattern(len, seed);
-            f.write_at(&data, offset as u64).unwrap();
-            model[offset..offset + len].copy_from_slice(&data);
-        }
-        for (offset, len) in [
-            (0, model.len()),
-            (PAGE, PAGE),
-            (PAGE, 2 * PAGE + 10),
-            (5, PAGE),
-        ] {
-            let mut back = vec![0u8; len];
-            f.read_exact_at(&mut back, offset as u64).unwrap();
-            assert_eq!(back, model[offset..offset + len], "{offset}+{len}");
-        }
-        // A damaged unit: a whole-page read leaves no plaintext in the buffer.
-        drop(f);
-        let path = fs.root().join("pages");
-        let mut disk = std::fs::read(&path).unwrap();
-        disk[HEADER + UNIT + 100] ^= 1;
-        std::fs::write(&path, &disk).unwrap();
-        let f = fs.open_file("pages").unwrap();
-        let mut back = vec![0xeeu8; 2 * PAGE];
-        assert!(matches!(f.read_at(&mut back, 0), Err(Error::Decrypt)));
-        assert!(back[PAGE..].iter().all(|&b| b == 0));
-    }
-}
+mod tests;

@@ -365,7 +365,7 @@ impl EncryptedFs {
                 Ok(f) => {
                     use std::os::unix::fs::FileExt;
                     if f.read_exact_at(&mut head, 0).is_ok()
-                        && let Some(h) = parse_header(&head)
+                        && let Some((h, _)) = parse_header(&head)
                         && h != info
                     {
                         self.timed(|| d.insert(&rel, h))?;

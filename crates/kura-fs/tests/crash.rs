@@ -23,10 +23,9 @@
 //! create in flight may leave the file empty or part-written. A file re-created in flight
 //! must have a salt never used before (the CTR rule: its old salt's keystream encrypted
 //! the old content at the same offsets), and dictionary entries must name files present
-//! and agree with their headers. The only failure accepted is
-//! [`Error::Decrypt`] on a page-mode file whose write was in flight (a page unit torn by
-//! the kill: authenticated pages cannot tell a torn write from tampering); such files
-//! are counted and deleted before the next run.
+//! and agree with their headers. No error is accepted: a page-mode write in flight leaves
+//! every page as before or after it (each page's new entry goes to its free slot before
+//! the page is written, `docs/format.md`), never a page that fails to authenticate.
 //!
 //! `KURA_CRASH_TRIALS` sets the number of kills (default 100), `KURA_CRASH_SEED` replays.
 //!
@@ -413,12 +412,10 @@ impl Model {
         self.gc();
     }
 
-    /// The model of what is under the root now, read through `fs`. A file that fails with
-    /// `Decrypt` and is in `may_be_torn` is deleted (every name of it) instead.
-    fn read(fs: &EncryptedFs, may_be_torn: &BTreeSet<String>) -> Result<Model, String> {
+    /// The model of what is under the root now, read through `fs`.
+    fn read(fs: &EncryptedFs) -> Result<Model, String> {
         let mut m = Model::default();
         let mut by_ino: BTreeMap<(u64, u64), u64> = BTreeMap::new();
-        let mut torn = Vec::new();
         for p in fs.list().map_err(|e| e.to_string())? {
             let md = std::fs::metadata(fs.root().join(&p)).map_err(|e| e.to_string())?;
             let key = (md.dev(), md.ino());
@@ -434,12 +431,8 @@ impl Model {
                     m.nodes.insert(id, node);
                     m.paths.insert(p, id);
                 }
-                Err(Error::Decrypt) if may_be_torn.contains(&p) => torn.push(p),
                 Err(e) => return Err(format!("{p}: {e}")),
             }
-        }
-        for p in torn {
-            fs.remove(&p).map_err(|e| e.to_string())?;
         }
         Ok(m)
     }
@@ -616,7 +609,7 @@ fn child(dir: &Path, seed: u64, log: bool) {
     let mut rng = Rng::new(seed);
     let keyring = keyring(dir);
     let mut fs = Some(open_fs(dir, &keyring, log).unwrap());
-    let mut model = Model::read(fs.as_ref().unwrap(), &BTreeSet::new()).unwrap();
+    let mut model = Model::read(fs.as_ref().unwrap()).unwrap();
     let mut log = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.join("log"))
@@ -735,8 +728,8 @@ fn exactly(want: Option<&Node>, got: &Got) -> bool {
 }
 
 /// Whether `got` is a state the in-flight `op` may have left the file `p` in, short of
-/// the states before and after it; `Some(true)`: a torn page-mode file.
-fn partly(op: &Op, p: &str, before: &Model, got: &Got, seen: &HashSet<[u8; 16]>) -> Option<bool> {
+/// the states before and after it.
+fn partly(op: &Op, p: &str, before: &Model, got: &Got, seen: &HashSet<[u8; 16]>) -> Option<()> {
     let old = before.get(p);
     match (op, got) {
         (
@@ -751,10 +744,10 @@ fn partly(op: &Op, p: &str, before: &Model, got: &Got, seen: &HashSet<[u8; 16]>)
             let fresh = g.info.is_none_or(|i| !seen.contains(&i.salt));
             let prefix = g.method == *method && data(*seed, *len).starts_with(&g.data);
             let emptied = g.data.is_empty();
-            (fresh && (prefix || emptied)).then_some(false)
+            (fresh && (prefix || emptied)).then_some(())
         }
         // The old file was unlinked (it had other names) and the new one not created yet.
-        (Op::Create { .. }, None) => (before.links(p).len() > 1).then_some(false),
+        (Op::Create { .. }, None) => (before.links(p).len() > 1).then_some(()),
         (Op::Append { .. } | Op::Write { .. } | Op::SetLen { .. }, Some(Ok(g))) => {
             let old = old?;
             let mut after = before.clone();
@@ -767,10 +760,7 @@ fn partly(op: &Op, p: &str, before: &Model, got: &Got, seen: &HashSet<[u8; 16]>)
                     .iter()
                     .enumerate()
                     .all(|(i, b)| *b == at(&old.data, i) || *b == at(new, i));
-            (bytes_ok && g.method == old.method && g.info == old.info).then_some(false)
-        }
-        (Op::Append { .. } | Op::Write { .. } | Op::SetLen { .. }, Some(Err(Error::Decrypt))) => {
-            (old?.method == Method::Aes256GcmPage).then_some(true)
+            (bytes_ok && g.method == old.method && g.info == old.info).then_some(())
         }
         _ => None,
     }
@@ -781,22 +771,20 @@ struct Stats {
     ops: usize,
     in_flight: BTreeMap<&'static str, usize>,
     partial: usize,
-    torn: usize,
     compactions: usize,
     primed: usize,
     priming: Duration,
     format1_runs: usize,
 }
 
-/// Checks the data root after a kill against `before` and the log; returns the paths of
-/// torn files.
+/// Checks the data root after a kill against `before` and the log.
 fn check(
     fs: &EncryptedFs,
     before: &Model,
     log: &[Logged],
     seen: &mut HashSet<[u8; 16]>,
     stats: &mut Stats,
-) -> Result<BTreeSet<String>, String> {
+) -> Result<(), String> {
     let mut model = before.clone();
     let mut in_flight = None;
     for l in log {
@@ -834,7 +822,6 @@ fn check(
             "{p} is present but was never created or was deleted"
         ));
     }
-    let mut torn = BTreeSet::new();
     for p in &all {
         let got: Got = listed.contains(p).then(|| read_file(fs, p));
         let want = model.get(p);
@@ -851,17 +838,13 @@ fn check(
         // The operation in flight done, or done in part.
         let done = match (op, after.get(p), &got) {
             (Op::Create { .. }, _, _) => None,
-            (_, a, g) => exactly(a, g).then_some(false),
+            (_, a, g) => exactly(a, g).then_some(()),
         };
         match done.or_else(|| partly(op, p, &model, &got, seen)) {
-            Some(false) => {
+            Some(()) => {
                 if !exactly(after.get(p), &got) {
                     stats.partial += 1;
                 }
-            }
-            Some(true) => {
-                stats.torn += 1;
-                torn.insert(p.clone());
             }
             None => {
                 return Err(format!(
@@ -884,7 +867,7 @@ fn check(
         if bytes.len() >= HEADER && bytes[..4] == *b"KRFS" {
             let header = fmt_info(Some(info));
             let read = read_file(fs, &p).ok().and_then(|n| n.info);
-            if Some(info) != read && !torn.contains(&p) {
+            if Some(info) != read {
                 return Err(format!(
                     "{p}: the dictionary says {header}, the file {}",
                     fmt_info(read)
@@ -892,7 +875,7 @@ fn check(
             }
         }
     }
-    Ok(torn)
+    Ok(())
 }
 
 /// Leaves the dictionary a snapshot followed by `n` (even) log records.
@@ -934,7 +917,7 @@ fn random_operations_survive_kill_9() {
     let mut seen = HashSet::new();
     let mut before = {
         let k = keyring(dir);
-        Model::read(&open_fs(dir, &k, true).unwrap(), &BTreeSet::new()).unwrap()
+        Model::read(&open_fs(dir, &k, true).unwrap()).unwrap()
     };
     let mut stats = Stats::default();
     let mut prev_parent_log = true;
@@ -990,14 +973,14 @@ fn random_operations_survive_kill_9() {
         let fs = open_fs(dir, &k, parent_log).unwrap_or_else(|e| {
             panic!("trial {trial} (KURA_CRASH_SEED={seed}): the data root does not open: {e}")
         });
-        let torn = check(&fs, &before, &log, &mut seen, &mut stats).unwrap_or_else(|e| {
+        check(&fs, &before, &log, &mut seen, &mut stats).unwrap_or_else(|e| {
             let ops: Vec<String> = log.iter().map(|l| l.op.to_string()).collect();
             panic!(
                 "trial {trial} (KURA_CRASH_SEED={seed}, child seed {child_seed}): {e}\nlog:\n{}",
                 ops.join("\n")
             )
         });
-        before = Model::read(&fs, &torn).unwrap();
+        before = Model::read(&fs).unwrap();
         for n in before.nodes.values() {
             if let Some(i) = n.info {
                 seen.insert(i.salt);
@@ -1015,13 +998,12 @@ fn random_operations_survive_kill_9() {
     }
     eprintln!(
         "kura-fs crash: {trials} kills in {:.1?}, {} operations completed, in flight at the kill: {:?}; \
-         {} files left part-written, {} torn page files; {} format-2 runs compacted the dictionary ({} primed to, in {:.1?}), {} runs were in format 1; \
+         {} files left part-written; {} format-2 runs compacted the dictionary ({} primed to, in {:.1?}), {} runs were in format 1; \
          {} files, {} bytes at the end",
         start.elapsed(),
         stats.ops,
         stats.in_flight,
         stats.partial,
-        stats.torn,
         stats.compactions,
         stats.primed,
         stats.priming,

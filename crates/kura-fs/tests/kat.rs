@@ -8,15 +8,15 @@
 //! 32-byte header, exactly what [`CtrCipher`] gives for the file's key
 //! (`Keyring::derive(key id, salt, method name, key length)`) and that counter block; and
 //! writes and reads at offsets not aligned to the 16-byte block agree with one keystream
-//! over the whole file. The page mode's units open with AES-256-GCM under the derived key
-//! and the documented associated data.
+//! over the whole file. The page mode's pages open with AES-256-GCM under the derived key
+//! and the documented associated data, at the documented offsets.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use kura_crypto::{Aes256Gcm, CtrCipher, CtrMethod, Key256};
 use kura_fs::file::HEADER;
-use kura_fs::page::{PAGE, UNIT};
+use kura_fs::page::PAGE;
 use kura_fs::{EncryptedFs, Error, FileInfo, Method, Options};
 use kura_keys::Keyring;
 
@@ -63,7 +63,12 @@ fn setup() -> (tempfile::TempDir, EncryptedFs) {
 /// The header of `docs/format.md`, written out byte by byte.
 fn header(method: Method, key_id: u64, salt: &[u8; 16]) -> Vec<u8> {
     let mut h = b"KRFS".to_vec();
-    h.push(1);
+    // Version 2 for page-mode files (the aligned layout), 1 for CTR files.
+    h.push(if method == Method::Aes256GcmPage {
+        2
+    } else {
+        1
+    });
     h.push(method.code());
     h.extend_from_slice(&[0, 0]);
     h.extend_from_slice(&key_id.to_be_bytes());
@@ -247,8 +252,11 @@ fn unaligned_offsets_agree_with_one_keystream() {
     }
 }
 
-/// Page-mode units open with AES-256-GCM under the derived key, the associated data
-/// `"kura-fs page v1" ‖ salt ‖ index (u64 BE) ‖ unit bytes 12..16`, and hold `used`.
+/// Page-mode pages (version 2) open with AES-256-GCM under the derived key, the associated
+/// data `"kura-fs page v2" ‖ salt ‖ index (u64 BE) ‖ entry bytes 12..16`, and hold `used`:
+/// a 4 KiB header block, then group 0's block at 4096 with two 32-byte entry slots per
+/// page (written once: slot 0, generation 1; slot 1 zeros) and the pages' ciphertexts at
+/// 8192 + 4096 × index.
 #[test]
 fn page_units_follow_the_documented_layout() {
     let (_dir, fs) = setup();
@@ -257,11 +265,14 @@ fn page_units_follow_the_documented_layout() {
     fs.write("page", &pt).unwrap();
     let info = fs.info("page").unwrap().unwrap();
     let disk = std::fs::read(fs.root().join("page")).unwrap();
-    assert_eq!(disk.len(), HEADER + 2 * UNIT);
+    assert_eq!(disk.len(), 4096 + 4096 + 2 * 4096);
     assert_eq!(
         disk[..HEADER],
         header(Method::Aes256GcmPage, info.key_id, &info.salt)[..]
     );
+    assert!(disk[HEADER..4096].iter().all(|&b| b == 0));
+    // Slots of pages never written are zeros.
+    assert!(disk[4096 + 2 * 64..8192].iter().all(|&b| b == 0));
     let key = fs
         .keyring()
         .derive(info.key_id, &info.salt, b"aes256-gcm-page", 32)
@@ -269,19 +280,25 @@ fn page_units_follow_the_documented_layout() {
     let aead =
         Aes256Gcm::new(&Key256::from_slice(key.expose_secret(), "page key").unwrap()).unwrap();
     for (index, used) in [(0u64, PAGE), (1, 904)] {
-        let unit = &disk[HEADER + index as usize * UNIT..][..UNIT];
-        assert_eq!(unit[12..14], (used as u16).to_be_bytes());
-        assert_eq!(unit[14..16], [0, 0]);
-        let mut aad = b"kura-fs page v1".to_vec();
+        let entry = &disk[4096 + 64 * index as usize..][..32];
+        let ct = &disk[8192 + 4096 * index as usize..][..4096];
+        assert_eq!(entry[12..14], (used as u16).to_be_bytes());
+        assert_eq!(entry[14..16], [0, 1], "generation 1");
+        assert!(
+            disk[4096 + 64 * index as usize + 32..][..32]
+                .iter()
+                .all(|&b| b == 0)
+        );
+        let mut aad = b"kura-fs page v2".to_vec();
         aad.extend_from_slice(&info.salt);
         aad.extend_from_slice(&index.to_be_bytes());
-        aad.extend_from_slice(&unit[12..16]);
+        aad.extend_from_slice(&entry[12..16]);
         let mut page = vec![0u8; PAGE];
         aead.open_out_of_place(
-            unit[..12].try_into().unwrap(),
+            entry[..12].try_into().unwrap(),
             &aad,
-            &unit[16..16 + PAGE],
-            unit[16 + PAGE..].try_into().unwrap(),
+            ct,
+            entry[16..].try_into().unwrap(),
             &mut page,
         )
         .unwrap();

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kura_fs::page::{PAGE, UNIT};
+use kura_fs::page::{self, Layout, META, PAGE};
 use kura_fs::{EncryptedFs, Error, Method, Options};
 use kura_keys::Keyring;
 use proptest::prelude::*;
@@ -111,7 +111,10 @@ fn check(method: Method, ops: &[Op]) {
     match method {
         Method::Plaintext => assert_eq!(disk, model),
         Method::Aes256GcmPage => {
-            assert_eq!(disk.len(), 32 + model.len().div_ceil(PAGE) * UNIT)
+            assert_eq!(
+                disk.len() as u64,
+                page::stored_len(Layout::V2, model.len() as u64)
+            )
         }
         _ => assert_eq!(disk.len(), 32 + model.len()),
     }
@@ -219,23 +222,40 @@ fn a_swapped_or_flipped_page_is_an_error() {
     fs.write("q", &vec![2u8; 3 * PAGE]).unwrap();
     let p = std::fs::read(root.join("p")).unwrap();
     let q = std::fs::read(root.join("q")).unwrap();
-    let unit = |i: usize| 32 + i * UNIT..32 + (i + 1) * UNIT;
-    // Units 0 and 1 swapped within the file.
+    let ct = |i: u64| page::data_at(i) as usize..page::data_at(i) as usize + PAGE;
+    // Written once: each page's entry is in slot 0 (slot 1 is zeros).
+    let meta = |i: u64| page::meta_at(i, 0) as usize..page::meta_at(i, 0) as usize + META;
+    let refused = |s: &[u8], what: &str| {
+        std::fs::write(root.join("p"), s).unwrap();
+        assert!(matches!(fs.read("p"), Err(Error::Decrypt)), "{what}");
+    };
+    // Pages 0 and 1 swapped within the file, with their entries or without.
     let mut s = p.clone();
-    s[unit(0)].copy_from_slice(&p[unit(1)]);
-    s[unit(1)].copy_from_slice(&p[unit(0)]);
-    std::fs::write(root.join("p"), &s).unwrap();
-    assert!(matches!(fs.read("p"), Err(Error::Decrypt)));
-    // A unit from another file.
+    s[ct(0)].copy_from_slice(&p[ct(1)]);
+    s[ct(1)].copy_from_slice(&p[ct(0)]);
+    refused(&s, "ciphertexts swapped");
+    s[meta(0)].copy_from_slice(&p[meta(1)]);
+    s[meta(1)].copy_from_slice(&p[meta(0)]);
+    refused(&s, "pages swapped with their entries");
+    // A page from another file, with its entry.
     let mut s = p.clone();
-    s[unit(1)].copy_from_slice(&q[unit(1)]);
-    std::fs::write(root.join("p"), &s).unwrap();
-    assert!(matches!(fs.read("p"), Err(Error::Decrypt)));
-    // One flipped bit.
+    s[ct(1)].copy_from_slice(&q[ct(1)]);
+    s[meta(1)].copy_from_slice(&q[meta(1)]);
+    refused(&s, "a page of another file");
+    // One flipped bit, in a ciphertext or an entry; an entry zeroed.
+    for (at, what) in [
+        (ct(2).start + 100, "ciphertext"),
+        (meta(1).start + 3, "nonce"),
+        (meta(2).start + 13, "used"),
+        (meta(0).end - 1, "tag"),
+    ] {
+        let mut s = p.clone();
+        s[at] ^= 4;
+        refused(&s, what);
+    }
     let mut s = p.clone();
-    s[unit(2).start + 100] ^= 4;
-    std::fs::write(root.join("p"), &s).unwrap();
-    assert!(matches!(fs.read("p"), Err(Error::Decrypt)));
+    s[meta(1)].fill(0);
+    refused(&s, "an entry zeroed");
     std::fs::write(root.join("p"), &p).unwrap();
     assert_eq!(fs.read("p").unwrap(), vec![1u8; 3 * PAGE]);
 }

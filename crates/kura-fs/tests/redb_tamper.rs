@@ -1,16 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! A redb database on kura-fs whose file is tampered with: units swapped within the file,
-//! bits flipped in every unit, units taken from another database, the file cut short.
-//! Each time the database fails to open or a read fails with an error, or (when the
-//! damage is in a unit redb does not read, such as a free page) every row reads back
-//! right: never a panic, never a wrong or missing row.
+//! A redb database on kura-fs whose file is tampered with: pages (with their metadata
+//! entries) swapped within the file, bits flipped in every page or its current entry, pages taken from
+//! another database, the file cut short. Each time the database fails to open or a read
+//! fails with an error, or (when the damage is in a page redb does not read, such as a
+//! free page) every row reads back right: never a panic, never a wrong or missing row.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use kura_fs::file::HEADER;
-use kura_fs::page::UNIT;
+use kura_fs::page::{self, META, PAGE};
 use kura_fs::{EncryptedFs, Method, Options, RedbBackend};
 use kura_keys::Keyring;
 use kura_testkit::Rng;
@@ -130,13 +130,14 @@ impl Fixture {
             path,
             head,
         };
-        assert_eq!((f.pristine.len() - HEADER) % UNIT, 0);
+        let n = page::pages_in(f.pristine.len() as u64);
+        assert_eq!(page::data_at(n - 1) as usize + PAGE, f.pristine.len());
         assert_eq!(f.check(f.pristine.clone()), Outcome::Intact);
         f
     }
 
-    fn units(&self) -> usize {
-        (self.pristine.len() - HEADER) / UNIT
+    fn pages(&self) -> usize {
+        page::pages_in(self.pristine.len() as u64) as usize
     }
 
     /// Reads the database from `bytes` (and the pristine head), then restores it.
@@ -149,17 +150,47 @@ impl Fixture {
     }
 }
 
-fn unit(i: usize) -> std::ops::Range<usize> {
-    HEADER + i * UNIT..HEADER + (i + 1) * UNIT
+/// The ciphertext of page `i`.
+fn ct(i: usize) -> std::ops::Range<usize> {
+    let at = page::data_at(i as u64) as usize;
+    at..at + PAGE
+}
+
+/// Both entry slots of page `i`.
+fn slots(i: usize) -> std::ops::Range<usize> {
+    let at = page::meta_at(i as u64, 0) as usize;
+    at..at + 2 * META
+}
+
+/// The entry of page `i` in `bytes` with the newer generation (the one describing its
+/// ciphertext in a database closed cleanly).
+fn meta(bytes: &[u8], i: usize) -> std::ops::Range<usize> {
+    let entry = |s: usize| -> [u8; META] {
+        let at = page::meta_at(i as u64, s) as usize;
+        bytes[at..at + META].try_into().unwrap()
+    };
+    let (a, b) = (entry(0), entry(1));
+    let slot = usize::from(
+        page::is_unwritten(&a)
+            || (!page::is_unwritten(&b) && page::newer(page::generation(&b), page::generation(&a))),
+    );
+    let at = page::meta_at(i as u64, slot) as usize;
+    at..at + META
+}
+
+/// Page `i` of `to` (ciphertext and entry slots) replaced by page `j` of `from`.
+fn put(to: &mut [u8], i: usize, from: &[u8], j: usize) {
+    to[ct(i)].copy_from_slice(&from[ct(j)]);
+    to[slots(i)].copy_from_slice(&from[slots(j)]);
 }
 
 #[test]
 fn tampered_database_files_are_refused_never_misread() {
     let f = Fixture::new();
-    let n = f.units();
+    let n = f.pages();
     assert!(
         n >= 20,
-        "a database of {n} units is too small to tamper with"
+        "a database of {n} pages is too small to tamper with"
     );
     let mut refused = BTreeMap::<&str, (usize, usize)>::new();
     let mut tally = |kind: &'static str, o: Outcome| {
@@ -170,15 +201,25 @@ fn tampered_database_files_are_refused_never_misread() {
         }
     };
 
-    // One bit flipped in every unit, at a position cycling through the nonce, `used`, the
-    // reserved bytes, the ciphertext and the tag.
+    // One bit flipped in every page, at a position cycling through the entry's nonce,
+    // `used`, reserved bytes and tag, and the ciphertext.
     for i in 0..n {
         let mut b = f.pristine.clone();
-        let at = [0, 12, 13, 15, 16, 2000, UNIT - 17, UNIT - 1][i % 8];
-        b[unit(i).start + at] ^= 1 << (i % 8);
+        let m = meta(&f.pristine, i);
+        let at = [
+            m.start,
+            m.start + 12,
+            m.start + 13,
+            m.start + 15,
+            m.start + 16,
+            m.end - 1,
+            ct(i).start,
+            ct(i).start + 2000,
+        ][i % 8];
+        b[at] ^= 1 << (i % 8);
         tally("flip", f.check(b));
     }
-    // Units swapped: neighbours, and pairs far apart.
+    // Pages swapped: neighbours, and pairs far apart.
     let mut rng = Rng::new(0x5eed);
     let pairs: Vec<(usize, usize)> = (1..n)
         .map(|i| (i - 1, i))
@@ -187,25 +228,25 @@ fn tampered_database_files_are_refused_never_misread() {
         .collect();
     for (a, c) in pairs {
         let mut b = f.pristine.clone();
-        b[unit(a)].copy_from_slice(&f.pristine[unit(c)]);
-        b[unit(c)].copy_from_slice(&f.pristine[unit(a)]);
+        put(&mut b, a, &f.pristine, c);
+        put(&mut b, c, &f.pristine, a);
         tally("swap", f.check(b));
     }
-    // A unit from another database at the same index (same key hierarchy, other salt).
-    for i in 0..n.min((f.other.len() - HEADER) / UNIT) {
+    // A page from another database at the same index (same key hierarchy, other salt).
+    for i in 0..n.min(page::pages_in(f.other.len() as u64) as usize) {
         let mut b = f.pristine.clone();
-        b[unit(i)].copy_from_slice(&f.other[unit(i)]);
+        put(&mut b, i, &f.other, i);
         tally("foreign", f.check(b));
     }
     // The header of another database: its salt, so its key.
     let mut b = f.pristine.clone();
     b[..HEADER].copy_from_slice(&f.other[..HEADER]);
     tally("header", f.check(b));
-    // Cut inside a unit (a torn tail, left out), or to half the file.
+    // Cut inside a page (a torn tail, left out), or to half the file.
     for len in [
         f.pristine.len() - 1,
-        f.pristine.len() - UNIT / 2,
-        HEADER + n / 2 * UNIT,
+        f.pristine.len() - PAGE / 2,
+        page::data_at(n as u64 / 2) as usize,
     ] {
         tally("cut", f.check(f.pristine[..len].to_vec()));
     }
@@ -214,11 +255,11 @@ fn tampered_database_files_are_refused_never_misread() {
     for (kind, (r, tried)) in &refused {
         assert!(*r > 0, "no {kind} damage was refused ({tried} tried)");
     }
-    // Most units hold live pages: most damage must be seen.
+    // Most pages are live: most damage must be seen.
     let (r, tried) = refused["flip"];
     assert!(
         r * 4 >= tried * 3,
-        "only {r} of {tried} flipped units refused"
+        "only {r} of {tried} flipped pages refused"
     );
     // The pristine database is still whole.
     assert_eq!(f.check(f.pristine.clone()), Outcome::Intact);

@@ -169,7 +169,7 @@ fn a_root_in_use_tampering_and_destroyed_keys() {
     // A flipped bit in a page is caught (CTR files are not authenticated, as in TiKV).
     let p = sb.join(ROOT).join("p.db");
     let mut raw = fs::read(&p).unwrap();
-    raw[32 + 100] ^= 1;
+    raw[kura_fs::page::data_at(0) as usize + 100] ^= 1;
     fs::write(&p, &raw).unwrap();
     fs_run(&sb, &key, &["get", "p.db"]).fails_with(&[
         "cannot read 'p.db'",
