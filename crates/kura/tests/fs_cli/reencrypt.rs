@@ -273,3 +273,49 @@ fn redb_databases_and_temporary_files() {
     );
     assert_eq!(get(&sb, &key, "db"), data(9000, 1));
 }
+
+#[test]
+fn page_files_in_the_older_layout_are_read_then_moved_to_the_aligned_one() {
+    use kura_fs::page::{Layout, PAGE, PageCipher, UNIT};
+    use kura_fs::{FileInfo, Method};
+
+    let (sb, key) = Sandbox::initialised();
+    let want = data(3 * PAGE + 1000, 7);
+    put(
+        &sb,
+        &key,
+        "old.page",
+        &["--method", "aes256-gcm-page"],
+        &want,
+    )
+    .ok();
+    let path = sb.join(ROOT).join("old.page");
+    let now = fs::read(&path).unwrap();
+    assert_eq!(now[4], 2, "page-mode files are created in layout 2");
+    // The same file as the older layout had it: version 1, a 4128-byte unit per page.
+    let info = FileInfo {
+        method: Method::Aes256GcmPage,
+        key_id: u64::from_be_bytes(now[8..16].try_into().unwrap()),
+        salt: now[16..32].try_into().unwrap(),
+    };
+    let k = crate::keyring(&sb.data_dir(), &key, "aes256-ctr");
+    let c = PageCipher::new(&crate::file_key(&k, &info), info.salt, Layout::V1).unwrap();
+    let mut old = now[..32].to_vec();
+    old[4] = 1;
+    for (i, page) in want.chunks(PAGE).enumerate() {
+        let mut unit = [0u8; UNIT];
+        c.seal(i as u64, page, &mut unit).unwrap();
+        old.extend_from_slice(&unit);
+    }
+    fs::write(&path, &old).unwrap();
+    assert_eq!(get(&sb, &key, "old.page"), want);
+
+    let (j, stderr) = reencrypt(&sb, &key, &[], &[]);
+    assert_eq!(strings(&j["rewritten"]), ["old.page"], "{j}");
+    assert!(stderr.contains("(page layout 1)"), "{stderr}");
+    let now = fs::read(&path).unwrap();
+    assert_eq!((now[4], now[5]), (2, Method::Aes256GcmPage.code()));
+    assert_eq!(get(&sb, &key, "old.page"), want);
+    let (j, _) = reencrypt(&sb, &key, &[], &[]);
+    assert_eq!(j["already_current"], 1, "{j}");
+}

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::io::IsTerminal;
 
 use anyhow::{Context, Result, bail};
+use kura_fs::page::Layout;
 use kura_fs::{Dictionary, EncryptedFs, File, META_DIR, Method};
 use serde::Serialize;
 
@@ -72,11 +73,18 @@ fn plan(fs: &EncryptedFs, rel: &str, f: &File, all: &HashSet<&str>) -> Plan {
             } else {
                 configured
             };
-            if i.method == to && i.key_id == active {
+            // Page-mode files in the older layout (4128-byte units) move to the aligned one.
+            let old_layout = f.page_layout() == Some(Layout::V1);
+            if i.method == to && i.key_id == active && !old_layout {
                 Plan::Current
             } else {
                 Plan::Rewrite {
-                    from: format!("{} under data key {}", i.method, i.key_id),
+                    from: format!(
+                        "{}{} under data key {}",
+                        i.method,
+                        if old_layout { " (page layout 1)" } else { "" },
+                        i.key_id
+                    ),
                     to,
                 }
             }
