@@ -112,6 +112,11 @@ impl EncryptedFs {
             timings: crate::metrics::DictTimings::default(),
         };
         fs.reconcile()?;
+        // Recorded in the keystore, so that a data key its files use is not destroyed.
+        if let Some(objects) = fs.keyring.objects() {
+            let absolute = fs::canonicalize(root).map_err(io(root))?;
+            crate::registry::register(objects, &absolute)?;
+        }
         Ok(fs)
     }
 

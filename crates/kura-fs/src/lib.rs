@@ -20,6 +20,7 @@ mod fs;
 mod method;
 mod metrics;
 pub mod page;
+pub mod registry;
 
 pub use backend::RedbBackend;
 pub use dict::{Dictionary, FileInfo, Peek};

@@ -300,6 +300,11 @@ impl Keyring {
         })
     }
 
+    /// The keystore's object table (both keystore backends have one).
+    pub fn objects(&self) -> Option<&dyn kura_store::ObjectStore> {
+        self.store.objects()
+    }
+
     /// A new keystore at `path` (an SQLite file that must not exist yet) under a freshly
     /// generated master key that lives only in this process, with the default method and
     /// rotation period: for benchmarks, examples and tests, never for data to keep (the

@@ -86,6 +86,12 @@ pub trait Keystore: Send + Sync {
     /// Everything in the keystore, or `None` if it has not been initialised.
     fn snapshot(&self) -> Result<Option<Snapshot>, Error>;
 
+    /// The same database's object table, when it has one (both backends do): for users of
+    /// a keyring that record what they keep under its keys (kura-fs data roots).
+    fn objects(&self) -> Option<&dyn ObjectStore> {
+        None
+    }
+
     /// The current generation (bumped by every commit), or `None` if not initialised. Cheap:
     /// a running process polls it to notice changes made by other processes.
     fn generation(&self) -> Result<Option<u64>, Error>;

@@ -498,6 +498,10 @@ fn generation_row(rows: &[Row]) -> Result<Option<(i64, bool)>, ::postgres::Error
 }
 
 impl Keystore for PgKeystore {
+    fn objects(&self) -> Option<&dyn crate::ObjectStore> {
+        Some(self)
+    }
+
     fn snapshot(&self) -> Result<Option<Snapshot>, Error> {
         let rows = self.read(|client| {
             // One snapshot for the generation and the rows.

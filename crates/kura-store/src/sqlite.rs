@@ -289,6 +289,10 @@ struct StoredDataKey {
 }
 
 impl Keystore for SqliteKeystore {
+    fn objects(&self) -> Option<&dyn crate::ObjectStore> {
+        Some(self)
+    }
+
     fn snapshot(&self) -> Result<Option<Snapshot>, Error> {
         let mut conn = self.lock();
         // One read transaction, so the generation and the rows are from the same moment.

@@ -17,8 +17,6 @@ use serde::{Deserialize, Serialize};
 
 /// The object kind of usage records.
 const KIND_USAGE: &str = "data-key-usage";
-/// The object kind of registered kura-fs data roots (id: the root's absolute path).
-const KIND_FS_ROOT: &str = "fs-root";
 /// Object kinds whose blobs are envelopes sealed by the KMS.
 const SEALED_KINDS: [(&str, &str); 2] = [
     ("kms-material", "KMS key material"),
@@ -124,37 +122,9 @@ pub(crate) fn users_of(store: &dyn ObjectStore, id: u64) -> Result<Vec<String>> 
     Ok(lines)
 }
 
-/// A kura-fs data root `kura fs` has used.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct FsRoot {
-    /// Unix time of its registration.
-    registered_at: i64,
-}
-
-/// Registers the data root `root` (absolute), once.
-pub(crate) fn register_fs_root(store: &dyn ObjectStore, root: &std::path::Path) -> Result<()> {
-    let id = root.display().to_string();
-    if store.get(KIND_FS_ROOT, &id)?.is_some() {
-        return Ok(());
-    }
-    let doc = serde_json::to_string(&FsRoot {
-        registered_at: crate::nodes::now(),
-    })?;
-    match store.apply_quiet(&[ObjectChange::Create {
-        kind: KIND_FS_ROOT.into(),
-        id,
-        doc,
-        blob: Vec::new(),
-    }]) {
-        // Another process registered it at the same moment.
-        Ok(()) | Err(kura_store::Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// The registered data roots.
 pub(crate) fn fs_roots(store: &dyn ObjectStore) -> Result<Vec<std::path::PathBuf>> {
-    Ok(all(store, KIND_FS_ROOT)?
+    Ok(all(store, kura_fs::registry::KIND)?
         .into_iter()
         .map(|o| std::path::PathBuf::from(o.id))
         .collect())

@@ -67,12 +67,10 @@ fn open_root(cli: &Cli, dir: &Path, create: bool) -> Result<Root> {
             dir.display()
         );
     }
-    let (keyring, _, s, store) = env::open_store(cli)?;
+    // Opening registers the root in the keystore, so that `kura destroy-data-key` looks at
+    // its files.
+    let (keyring, _, s, _) = env::open_store(cli)?;
     let fs = open_with(dir, Arc::new(keyring), &s)?;
-    // Registered (by its absolute path) so that `kura destroy-data-key` looks at its files.
-    let absolute = std::fs::canonicalize(fs.root())
-        .with_context(|| format!("cannot resolve the data root {}", dir.display()))?;
-    crate::usage::register_fs_root(&*store, &absolute)?;
     Ok(Root {
         fs,
         file_dictionary_log: s.file_dictionary_log,

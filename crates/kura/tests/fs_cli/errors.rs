@@ -216,3 +216,29 @@ fn a_root_in_use_tampering_and_destroyed_keys() {
         ),
     ]);
 }
+
+/// A data root opened only by an application (the library, never `kura fs`) is registered
+/// in the keystore all the same: its files keep their data key from being destroyed.
+#[test]
+fn a_root_only_an_application_opened_keeps_its_data_key() {
+    let (sb, key) = Sandbox::initialised();
+    let app = sb.join("app-data");
+    let fs = EncryptedFs::open(
+        &app,
+        keyring(&sb.data_dir(), &key, "aes256-ctr"),
+        Options {
+            method: kura_fs::Method::Aes256Ctr,
+            file_dictionary_log: true,
+        },
+    )
+    .unwrap();
+    fs.write("table.sst", b"rows of the application").unwrap();
+    drop(fs);
+    let old = active_id(&sb.status(&key));
+    sb.kura(&key, &["rotate", "data-key"]).ok();
+    sb.kura(&key, &["destroy-data-key", &old, "--yes"])
+        .fails_with(&[
+            &format!("data key {old} is still in use, so it is not destroyed"),
+            "1 files in the data root",
+        ]);
+}
