@@ -31,6 +31,8 @@ fn quick_fs_bench_reports_every_pair_as_json() {
     assert!(!j["dir"].as_str().unwrap().is_empty(), "{j:#}");
     assert!(!j["filesystem"].as_str().unwrap().is_empty(), "{j:#}");
     assert!(j["in_memory"].is_boolean(), "{j:#}");
+    // The `(disk)` rows come only from a run in memory (here $TMPDIR is both places).
+    assert!(j["disk"].is_null(), "{j:#}");
     for field in [
         "sequential_mib",
         "sm4_sequential_mib",
