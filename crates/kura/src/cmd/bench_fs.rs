@@ -123,11 +123,32 @@ fn workdir() -> Result<(tempfile::TempDir, String)> {
             return Ok((d, shm_ty));
         }
     }
-    let d = tempfile::Builder::new()
+    Ok((temp_in(&tmp)?, ty))
+}
+
+/// A new temporary directory in `dir`.
+fn temp_in(dir: &Path) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
         .prefix("kura-bench-fs")
-        .tempdir_in(&tmp)
-        .with_context(|| format!("a temporary directory in {}", tmp.display()))?;
-    Ok((d, ty))
+        .tempdir_in(dir)
+        .with_context(|| format!("a temporary directory in {}", dir.display()))
+}
+
+/// In `dir`: a page-mode data root under a throwaway keystore, and a folder for the plain
+/// files to compare with.
+fn bench_root(dir: &Path) -> Result<(EncryptedFs, PathBuf)> {
+    let keyring = Arc::new(Keyring::ephemeral(&dir.join("keystore.db"))?);
+    let fs = EncryptedFs::open(
+        &dir.join("root"),
+        keyring,
+        Options {
+            method: Method::Aes256GcmPage,
+            file_dictionary_log: true,
+        },
+    )?;
+    let plain_dir = dir.join("plain");
+    std::fs::create_dir(&plain_dir)?;
+    Ok((fs, plain_dir))
 }
 
 /// A small deterministic generator (xorshift64*), the same sequence on both sides.
@@ -445,21 +466,8 @@ fn redb_on_disk(s: &Sizes, rows: &mut Vec<Row>) -> Result<Option<String>> {
     if in_memory(&ty) {
         return Ok(None);
     }
-    let dir = tempfile::Builder::new()
-        .prefix("kura-bench-fs")
-        .tempdir_in(&tmp)
-        .with_context(|| format!("a temporary directory in {}", tmp.display()))?;
-    let keyring = Arc::new(Keyring::ephemeral(&dir.path().join("keystore.db"))?);
-    let fs = EncryptedFs::open(
-        &dir.path().join("root"),
-        keyring,
-        Options {
-            method: Method::Aes256GcmPage,
-            file_dictionary_log: true,
-        },
-    )?;
-    let plain_dir = dir.path().join("plain");
-    std::fs::create_dir(&plain_dir)?;
+    let dir = temp_in(&tmp)?;
+    let (fs, plain_dir) = bench_root(dir.path())?;
     redb(&fs, &plain_dir, s, rows, REDB_DISK)?;
     drop(fs);
     let at = format!("{} ({ty})", dir.path().display());
@@ -549,17 +557,7 @@ pub(crate) fn run(cli: &Cli, a: &BenchArgs) -> Result<()> {
         }
     );
 
-    let keyring = Arc::new(Keyring::ephemeral(&dir.path().join("keystore.db"))?);
-    let fs = EncryptedFs::open(
-        &dir.path().join("root"),
-        keyring,
-        Options {
-            method: Method::Aes256GcmPage,
-            file_dictionary_log: true,
-        },
-    )?;
-    let plain_dir: PathBuf = dir.path().join("plain");
-    std::fs::create_dir(&plain_dir)?;
+    let (fs, plain_dir) = bench_root(dir.path())?;
 
     let mut results = Vec::new();
     ctr(&fs, &plain_dir, &s, &mut results)?;
