@@ -274,8 +274,9 @@ impl Pages {
         let done = self.write_run(file, path, &run, pages);
         if done.is_err() {
             // What reached the file is unknown: both slots are tried at the next read.
+            // (Best effort: the write's own error is the one to report.)
             for r in 0..run.slots.len() {
-                self.set_current(file, path, run.first + r as u64, UNKNOWN)?;
+                let _ = self.set_current(file, path, run.first + r as u64, UNKNOWN);
             }
         }
         if run.stored.capacity() <= KEPT_BUFFER {
