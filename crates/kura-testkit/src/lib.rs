@@ -464,6 +464,24 @@ impl Kura {
     {
         self.command(args).stdin(Stdio::null()).output()
     }
+
+    /// Runs `kura <global options> <args>` like [`Kura::output`], which must succeed: a
+    /// failure is an error with the exit status and the end of what kura said.
+    pub fn success<I, S>(&self, args: I) -> io::Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self.output(args)?;
+        if out.status.success() {
+            return Ok(out);
+        }
+        Err(io::Error::other(format!(
+            "kura failed ({}): {}",
+            out.status,
+            report::tail(&out.stderr)
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use kura_testkit::{
@@ -37,17 +36,6 @@ const DATA_DIR: &str = "data";
 
 fn kura_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kura"))
-}
-
-#[track_caller]
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "kura failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// The span kill delays are drawn from: a quarter more than an uninterrupted run, so that
@@ -76,7 +64,7 @@ impl Sandbox {
             .global_arg("--master-key-file")
             .global_arg(mk);
         if init {
-            ok(kura.output(["init"]).unwrap());
+            kura.success(["init"]).unwrap();
         }
         Self { dir, kura }
     }
@@ -220,8 +208,8 @@ fn new_sample(s: &Sandbox, h: &mut CrashHarness, n: usize) -> Sample {
     let enc = s.path(&format!("sample-{n}.enc"));
     fs::write(&input, &plain).unwrap();
     let context = format!("n={n}");
-    ok(s.kura
-        .output([
+    s.kura
+        .success([
             "encrypt".as_ref(),
             input.as_os_str(),
             "-o".as_ref(),
@@ -229,7 +217,7 @@ fn new_sample(s: &Sandbox, h: &mut CrashHarness, n: usize) -> Sample {
             "--context".as_ref(),
             context.as_ref(),
         ])
-        .unwrap());
+        .unwrap();
     fs::remove_file(&input).unwrap();
     let sample = Sample {
         plain,
@@ -416,7 +404,7 @@ fn encrypt_output_is_never_partial() {
 
     let median = calibrate(encrypt, 3).unwrap();
     let expected_len = fs::metadata(&out).unwrap().len();
-    assert!(ok(decrypt_out()).stdout == input);
+    assert!(s.kura.success(["decrypt", "out"]).unwrap().stdout == input);
     fs::remove_file(&out).unwrap();
     let span = kill_span(median);
     let known = ["big", "out", MASTER_KEY, DATA_DIR];

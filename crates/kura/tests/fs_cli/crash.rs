@@ -18,7 +18,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
-use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,17 +30,6 @@ use tempfile::TempDir;
 const FILES: usize = 240;
 const DEFAULT_TRIALS: usize = 12;
 const METHODS: [&str; 3] = ["sm4-ctr", "aes128-ctr", "aes256-ctr"];
-
-#[track_caller]
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "kura failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 struct Setup {
     dir: TempDir,
@@ -71,7 +59,7 @@ impl Setup {
             key,
         };
         s.configure("aes256-ctr");
-        ok(s.kura.output(["init"]).unwrap());
+        s.kura.success(["init"]).unwrap();
         s
     }
 
@@ -100,9 +88,9 @@ impl Setup {
     /// A full `kura fs reencrypt`: its summary and how long it took.
     fn reencrypt(&self) -> (Value, Duration) {
         let start = Instant::now();
-        let out = ok(self
+        let out = self
             .kura
-            .output([
+            .success([
                 "--output".as_ref(),
                 "json".as_ref(),
                 "fs".as_ref(),
@@ -110,7 +98,7 @@ impl Setup {
                 "--root".as_ref(),
                 self.root.as_os_str(),
             ])
-            .unwrap());
+            .unwrap();
         (
             serde_json::from_slice(&out.stdout).unwrap(),
             start.elapsed(),
@@ -212,7 +200,7 @@ fn reencrypt_survives_kill_9_and_a_rerun_finishes() {
     // Two uninterrupted runs (all plaintext, then all after a rotation) time the span.
     let (j, first) = s.reencrypt();
     assert_eq!(j["rewritten"].as_array().unwrap().len(), FILES * 4 / 5);
-    ok(s.kura.output(["rotate", "data-key"]).unwrap());
+    s.kura.success(["rotate", "data-key"]).unwrap();
     let (j, second) = s.reencrypt();
     assert_eq!(j["rewritten"].as_array().unwrap().len(), FILES);
     assert_eq!(check(&s, "aes256-ctr", &files, "calibration"), (FILES, 0));
@@ -223,7 +211,7 @@ fn reencrypt_survives_kill_9_and_a_rerun_finishes() {
     for trial in 0..trials {
         let method = METHODS[trial % METHODS.len()];
         s.configure(method);
-        ok(s.kura.output(["rotate", "data-key"]).unwrap());
+        s.kura.success(["rotate", "data-key"]).unwrap();
         let crash = h
             .run_and_kill(
                 &mut s.kura.command([
