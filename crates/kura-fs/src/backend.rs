@@ -260,25 +260,12 @@ mod tests {
     //! slots damaged the database does not open.
 
     use std::path::Path;
-    use std::sync::Arc;
-
-    use kura_keys::Keyring;
     use redb::StorageBackend;
 
     use super::*;
-    use crate::Options;
 
     fn fs_at(dir: &Path) -> EncryptedFs {
-        let keyring = Keyring::ephemeral(&dir.join("keystore.db")).unwrap();
-        EncryptedFs::open(
-            &dir.join("root"),
-            Arc::new(keyring),
-            Options {
-                method: Method::Aes256GcmPage,
-                file_dictionary_log: true,
-            },
-        )
-        .unwrap()
+        EncryptedFs::ephemeral(dir, Method::Aes256GcmPage).unwrap()
     }
 
     /// A header-sized write at offset 0 (redb's header is 320 bytes) plus a page after it.

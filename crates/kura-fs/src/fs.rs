@@ -120,6 +120,21 @@ impl EncryptedFs {
         Ok(fs)
     }
 
+    /// A data root `dir/root` writing new files with `method`, its keys from a new keystore
+    /// `dir/keystore.db` under a master key that lives only in this process
+    /// ([`Keyring::ephemeral`]): for benchmarks, examples and tests, never for data to keep.
+    pub fn ephemeral(dir: &Path, method: Method) -> Result<Self, Error> {
+        let keyring = Keyring::ephemeral(&dir.join("keystore.db"))?;
+        Self::open(
+            &dir.join("root"),
+            Arc::new(keyring),
+            Options {
+                method,
+                file_dictionary_log: true,
+            },
+        )
+    }
+
     /// The data root.
     pub fn root(&self) -> &Path {
         &self.root

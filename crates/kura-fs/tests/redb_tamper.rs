@@ -6,13 +6,10 @@
 //! free page) every row reads back right: never a panic, never a wrong or missing row.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
 
 use kura_fs::file::HEADER;
 use kura_fs::page::{self, META, PAGE};
-use kura_fs::{EncryptedFs, Method, Options, RedbBackend};
-use kura_keys::Keyring;
+use kura_fs::{EncryptedFs, Method, RedbBackend};
 use kura_testkit::Rng;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -21,19 +18,6 @@ const ROWS: u64 = 1500;
 
 fn value(k: u64) -> Vec<u8> {
     Rng::new(k).bytes(20 + (k * 37 % 200) as usize)
-}
-
-fn fs_at(dir: &Path) -> EncryptedFs {
-    let keyring = Keyring::ephemeral(&dir.join("keystore.db")).unwrap();
-    EncryptedFs::open(
-        &dir.join("root"),
-        Arc::new(keyring),
-        Options {
-            method: Method::Aes256GcmPage,
-            file_dictionary_log: true,
-        },
-    )
-    .unwrap()
 }
 
 /// A database `name` holding rows `0..ROWS`, written in a few transactions.
@@ -115,7 +99,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let fs = fs_at(dir.path());
+        let fs = EncryptedFs::ephemeral(dir.path(), Method::Aes256GcmPage).unwrap();
         build(&fs, "db.redb");
         build(&fs, "other.redb");
         let root = dir.path().join("root");

@@ -1,16 +1,11 @@
 //! The write paths that work a piece at a time against the cipher applied in one go; page
 //! files in the older layout; page writes cut short; deferred page metadata.
 
-use std::sync::Arc;
-
-use kura_keys::Keyring;
-
 use super::*;
-use crate::{EncryptedFs, Options};
+use crate::EncryptedFs;
 
 fn fs_at(dir: &Path) -> EncryptedFs {
-    let keyring = Keyring::ephemeral(&dir.join("keystore.db")).unwrap();
-    EncryptedFs::open(&dir.join("root"), Arc::new(keyring), Options::default()).unwrap()
+    EncryptedFs::ephemeral(dir, Method::default()).unwrap()
 }
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {

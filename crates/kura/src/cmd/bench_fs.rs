@@ -31,13 +31,11 @@ use std::fs::OpenOptions;
 use std::hint::black_box;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use kura_crypto::CtrCipher;
-use kura_fs::{EncryptedFs, Method, Options, RedbBackend};
-use kura_keys::Keyring;
+use kura_fs::{EncryptedFs, Method, RedbBackend};
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::Serialize;
 
@@ -137,15 +135,7 @@ fn temp_in(dir: &Path) -> Result<tempfile::TempDir> {
 /// In `dir`: a page-mode data root under a throwaway keystore, and a folder for the plain
 /// files to compare with.
 fn bench_root(dir: &Path) -> Result<(EncryptedFs, PathBuf)> {
-    let keyring = Arc::new(Keyring::ephemeral(&dir.join("keystore.db"))?);
-    let fs = EncryptedFs::open(
-        &dir.join("root"),
-        keyring,
-        Options {
-            method: Method::Aes256GcmPage,
-            file_dictionary_log: true,
-        },
-    )?;
+    let fs = EncryptedFs::ephemeral(dir, Method::Aes256GcmPage)?;
     let plain_dir = dir.join("plain");
     std::fs::create_dir(&plain_dir)?;
     Ok((fs, plain_dir))
