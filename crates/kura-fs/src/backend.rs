@@ -260,6 +260,7 @@ mod tests {
     //! slots damaged the database does not open.
 
     use std::path::Path;
+
     use redb::StorageBackend;
 
     use super::*;
