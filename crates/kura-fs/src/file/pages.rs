@@ -156,19 +156,38 @@ impl Pages {
                 .map_err(io(path))?;
             return self.cipher.open(index, &unit, out);
         }
-        let (entries, current) = self.slots(file, path, index)?;
         let mut ct = [0u8; PAGE];
         file.read_exact_at(&mut ct, data_at(index))
             .map_err(io(path))?;
-        for slot in candidates(&entries, current) {
-            if let Ok(used) = self.cipher.open_parts(index, &entries[slot], &ct, out) {
-                if usize::from(current) != slot {
-                    self.set_current(file, path, index, slot as u8)?;
+        // Another handle on the file may have written the page since its metadata block
+        // was cached: a page that does not open is tried once more against the block as
+        // the file has it (unless this handle holds entries not written yet).
+        for fresh in [false, true] {
+            if fresh && !self.forget_group(index / GROUP) {
+                break;
+            }
+            let (entries, current) = self.slots(file, path, index)?;
+            for slot in candidates(&entries, current) {
+                if let Ok(used) = self.cipher.open_parts(index, &entries[slot], &ct, out) {
+                    if usize::from(current) != slot {
+                        self.set_current(file, path, index, slot as u8)?;
+                    }
+                    return Ok(used);
                 }
-                return Ok(used);
             }
         }
         Err(Error::Decrypt)
+    }
+
+    /// Drops the cached block of `group` unless it has entries not written yet; returns
+    /// whether it did.
+    fn forget_group(&self, group: u64) -> bool {
+        let mut m = self.meta();
+        if m.dirty.contains(&group) {
+            return false;
+        }
+        m.groups.remove(&group);
+        true
     }
 
     /// Room for `count` pages from `first`.

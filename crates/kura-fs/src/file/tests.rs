@@ -241,3 +241,22 @@ fn a_crash_with_deferred_metadata_leaves_the_length_readable() {
     assert!(page == old[PAGE..] || page == new[PAGE..]);
     assert!(matches!(f.read_at(&mut page, 0), Err(Error::Decrypt)));
 }
+
+/// Two handles on one page file: what one writes, the other reads, though it had cached
+/// the page's metadata before.
+#[test]
+fn a_second_handle_reads_what_the_first_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = fs_at(dir.path());
+    let w = fs.create_with("pages", Method::Aes256GcmPage).unwrap();
+    w.write_at(&pattern(2 * PAGE, 1), 0).unwrap();
+    let r = fs.open_file("pages").unwrap();
+    let mut back = vec![0u8; 2 * PAGE];
+    r.read_exact_at(&mut back, 0).unwrap();
+    for seed in 2..5u8 {
+        let new = pattern(2 * PAGE, seed);
+        w.write_at(&new, 0).unwrap();
+        r.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, new, "write {seed}");
+    }
+}
