@@ -321,8 +321,13 @@ impl Pages {
             let (from, to) = (to_usize(at % GROUP)?, to_usize(stop - group * GROUP)?);
             for k in from..to {
                 let r = to_usize(group * GROUP + k as u64 - run.first)?;
-                let slot = usize::from(*run.slots.get(r).ok_or(Error::TooLarge)?);
-                g.block[k * PAIR + slot * META..][..META].copy_from_slice(&run.metas[r]);
+                let slot = *run.slots.get(r).ok_or(Error::TooLarge)?;
+                g.block[k * PAIR + usize::from(slot) * META..][..META]
+                    .copy_from_slice(&run.metas[r]);
+                // Current once the page is written below; a failure makes it unknown
+                // again (`write`), and nothing reads the file in between (writes hold
+                // the file's length lock).
+                g.current[k] = slot;
             }
             if defer {
                 let last = pages.wrapping_sub(1);
@@ -348,9 +353,6 @@ impl Pages {
             file.write_all_at(&run.stored[a * PAGE..b * PAGE], data_at(at))
                 .map_err(io(path))?;
             at = stop;
-        }
-        for (r, slot) in run.slots.iter().enumerate() {
-            self.set_current(file, path, run.first + r as u64, *slot)?;
         }
         Ok(())
     }
