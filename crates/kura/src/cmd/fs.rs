@@ -69,7 +69,7 @@ fn open_root(cli: &Cli, dir: &Path, create: bool) -> Result<Root> {
     }
     // Opening registers the root in the keystore, so that `kura destroy-data-key` looks at
     // its files.
-    let (keyring, _, s, _) = env::open_store(cli)?;
+    let (keyring, _, s) = env::open(cli)?;
     let fs = open_with(dir, Arc::new(keyring), &s)?;
     Ok(Root {
         fs,
