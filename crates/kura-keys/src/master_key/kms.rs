@@ -300,9 +300,9 @@ impl MasterKey for KmsMasterKey {
         let mut blob = wrapped::external(&self.id, kek_id)?;
         let c = self.client.clone();
         let (arn, ctx) = (self.arn.clone(), self.context_for(kek_id));
-        // The SDK copies the plaintext into its request; this copy at least is zeroized.
-        let plaintext = Zeroizing::new(kek.expose_secret().to_vec());
-        let body = Blob::new(plaintext.to_vec());
+        // The SDK keeps the plaintext in its request, which it does not zeroize: one copy,
+        // made here (a zeroizing copy copied again would only add one).
+        let body = Blob::new(kek.expose_secret().to_vec());
         let out = self.call_for_kek("Encrypt", kek_id, async move {
             c.encrypt()
                 .key_id(arn)
