@@ -262,10 +262,12 @@ fn connections_in_use_are_bounded_and_calls_wait_for_a_slot() {
         .map(|_| store.permit().unwrap())
         .collect();
     // Every slot is taken: a call waits, and goes on as soon as one is given back.
+    // The clock starts before the thread does, so the call cannot have finished sooner
+    // than 300 ms after it unless it failed to wait for the slots given back below.
+    let started = std::time::Instant::now();
     let waiter = {
         let store = store.clone();
         std::thread::spawn(move || {
-            let started = std::time::Instant::now();
             store.objects_generation().unwrap();
             started.elapsed()
         })
