@@ -118,6 +118,10 @@ impl std::fmt::Debug for File {
     }
 }
 
+fn to_usize(n: u64) -> Result<usize, Error> {
+    usize::try_from(n).map_err(|_| Error::TooLarge)
+}
+
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
@@ -412,14 +416,40 @@ impl File {
         pages.write(&self.file, &self.path, run, new_len.div_ceil(PAGE as u64))
     }
 
-    /// Grows a page file from `len` to `to` bytes of zeros (sealed, never holes: a page of
-    /// zeros on disk does not open).
+    /// Grows a page file from `len` to `to` bytes of zeros, never holes: a page of zeros on
+    /// disk does not open. Version 2: the last page so far is filled up and sealed again;
+    /// the whole pages after it are written as entries of pages of zeros
+    /// ([`crate::page::ZEROS`]), without ciphertext. A step at a time, so a crash leaves
+    /// the file grown by whole steps.
     fn grow_pages(&self, pages: &Pages, len: u64, to: u64) -> Result<(), Error> {
         const STEP: u64 = 256 * PAGE as u64;
+        let page = PAGE as u64;
+        if pages.cipher().layout() == Layout::V2 {
+            let boundary = len.div_ceil(page) * page;
+            let fill = to.min(boundary);
+            if len < fill {
+                let zeros = [0u8; PAGE];
+                self.write_pages(pages, len, len, &zeros[..to_usize(fill - len)?])?;
+            }
+            let mut at = boundary;
+            while at < to {
+                let stop = to.min(at + STEP);
+                let count = to_usize((stop - at).div_ceil(page))?;
+                let mut run = pages.zero_run(at / page, count);
+                for k in 0..count {
+                    let start = at + k as u64 * page;
+                    let used = to_usize((stop - start).min(page))?;
+                    pages.seal_zeros(&self.file, &self.path, &mut run, k, used)?;
+                }
+                pages.write(&self.file, &self.path, run, stop.div_ceil(page))?;
+                at = stop;
+            }
+            return Ok(());
+        }
         let mut at = len;
         while at < to {
             let n = (to - at).min(STEP - at % PAGE as u64);
-            let zeros = vec![0u8; usize::try_from(n).map_err(|_| Error::TooLarge)?];
+            let zeros = vec![0u8; to_usize(n)?];
             self.write_pages(pages, at, at, &zeros)?;
             at += n;
         }

@@ -8,7 +8,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0..12 | nonce, fresh and random for every write of the page |
-//! | 12..14 | `used`: plaintext bytes of the page in use (u16 BE; 1..=4096, 4096 but in the last page) |
+//! | 12..14 | `used`: plaintext bytes of the page in use (u16 BE; 1..=4096, 4096 but in the last page); version 2: plus [`ZEROS`] for a page of zeros |
 //! | 14..16 | generation (u16 BE) in version 2, counting the page's writes; zero in version 1 |
 //! | 16..32 | the GCM tag |
 //!
@@ -16,6 +16,12 @@
 //! `domain ‖ salt ‖ page index (u64 BE) ‖ meta bytes 12..16`, the domain naming the layout
 //! (`"kura-fs page v1"` or `"kura-fs page v2"`), so a flipped bit, a page moved to another
 //! index, or a page from another file fails to open.
+//!
+//! A version-2 entry with the [`ZEROS`] bit in `used` is a page of `used` zero bytes that
+//! has no ciphertext: its tag is that of an empty plaintext under the same associated
+//! data (the bit included), and the page's block in the file is not read. Growth
+//! (`set_len`, a write past the end) writes such entries only, so a file grows by its
+//! metadata rather than by sealed zeros; the entries are as authenticated as any other.
 //!
 //! Two layouts ([`Layout`]), named by the file header's version byte:
 //!
@@ -50,6 +56,8 @@ pub const UNIT: usize = PAGE + META;
 pub const SLOTS: usize = 2;
 /// Pages per group of the version-2 layout (one metadata block of entry slots).
 pub const GROUP: u64 = (PAGE / (SLOTS * META)) as u64;
+/// Version 2: the bit of `used` marking a page of zeros without ciphertext.
+pub const ZEROS: u16 = 0x8000;
 const NONCE: usize = 12;
 const TAG_AT: usize = META - 16;
 
@@ -197,8 +205,34 @@ impl PageCipher {
         Ok(())
     }
 
+    /// Version 2: the entry of page `index` as a page of `used` (1..=4096) zero bytes,
+    /// without ciphertext, as its write of `generation`.
+    pub fn seal_zeros(
+        &self,
+        index: u64,
+        used: usize,
+        generation: u16,
+        meta: &mut [u8; META],
+    ) -> Result<(), Error> {
+        let used = u16::try_from(used)
+            .ok()
+            .filter(|u| (1..=PAGE as u16).contains(u) && self.layout == Layout::V2)
+            .ok_or(Error::Crypto(kura_crypto::Error::Library(
+                "a page of zeros is of version 2 and holds 1 to 4096 bytes",
+            )))?;
+        let nonce = kura_crypto::rng::nonce::<NONCE>()?;
+        meta[..NONCE].copy_from_slice(&nonce);
+        meta[12..14].copy_from_slice(&(used | ZEROS).to_be_bytes());
+        meta[14..16].copy_from_slice(&generation.to_be_bytes());
+        let aad = self.aad(index, &meta[..]);
+        let tag = self.aead.seal_in_place(&nonce, &aad, &mut [])?;
+        meta[TAG_AT..].copy_from_slice(&tag);
+        Ok(())
+    }
+
     /// Opens page `index` from its `meta` and `ct` into `page`; returns how many bytes are
-    /// in use. Any alteration is [`Error::Decrypt`].
+    /// in use. Any alteration is [`Error::Decrypt`]. A page of zeros ([`ZEROS`]) does not
+    /// look at `ct`.
     pub fn open_parts(
         &self,
         index: u64,
@@ -211,6 +245,17 @@ impl PageCipher {
         let mut tag = [0u8; 16];
         tag.copy_from_slice(&meta[TAG_AT..]);
         let aad = self.aad(index, &meta[..]);
+        if self.layout == Layout::V2 && is_zeros(meta) {
+            page.fill(0);
+            self.aead
+                .open_in_place(&nonce, &aad, &mut [], &tag)
+                .map_err(|_| Error::Decrypt)?;
+            let used = usize::from(u16::from_be_bytes([meta[12], meta[13]]) & !ZEROS);
+            return match used {
+                1..=PAGE => Ok(used),
+                _ => Err(Error::Decrypt),
+            };
+        }
         self.aead
             .open_out_of_place(&nonce, &aad, ct, &tag, page)
             .map_err(|_| {
@@ -258,6 +303,11 @@ impl PageCipher {
 pub(crate) fn unit_ct(unit: &mut [u8]) -> Result<&mut [u8; PAGE], Error> {
     <&mut [u8; PAGE]>::try_from(unit.get_mut(16..16 + PAGE).ok_or(Error::TooLarge)?)
         .map_err(|_| Error::TooLarge)
+}
+
+/// Whether a version-2 entry is of a page of zeros without ciphertext ([`ZEROS`]).
+pub fn is_zeros(meta: &[u8; META]) -> bool {
+    u16::from_be_bytes([meta[12], meta[13]]) & ZEROS != 0
 }
 
 /// Whether a metadata entry is all zeros: a version-2 page never written.
@@ -363,6 +413,44 @@ mod tests {
                 .is_err()
         );
         assert!(newer(1, 0) && newer(0, u16::MAX) && !newer(0, 1) && !newer(5, 5));
+    }
+
+    #[test]
+    fn pages_of_zeros_open_as_zeros_whatever_the_block_and_are_authenticated() {
+        let v2 = PageCipher::new(&[7u8; 32], [1; 16], Layout::V2).unwrap();
+        let mut meta = [0u8; META];
+        v2.seal_zeros(4, 100, 3, &mut meta).unwrap();
+        assert!(is_zeros(&meta) && !is_unwritten(&meta));
+        assert_eq!(generation(&meta), 3);
+        let mut page = [9u8; PAGE];
+        // The block is not read: a hole, or anything at all.
+        for ct in [[0u8; PAGE], [0x5a; PAGE]] {
+            assert_eq!(v2.open_parts(4, &meta, &ct, &mut page).unwrap(), 100);
+            assert_eq!(page, [0u8; PAGE]);
+        }
+        for bit in 0..META * 8 {
+            let mut m = meta;
+            m[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                matches!(
+                    v2.open_parts(4, &m, &[0u8; PAGE], &mut page),
+                    Err(Error::Decrypt)
+                ),
+                "bit {bit}"
+            );
+        }
+        // Another index, another file, the other layout: refused.
+        assert!(v2.open_parts(5, &meta, &[0u8; PAGE], &mut page).is_err());
+        let other = PageCipher::new(&[7u8; 32], [2; 16], Layout::V2).unwrap();
+        assert!(other.open_parts(4, &meta, &[0u8; PAGE], &mut page).is_err());
+        assert!(
+            cipher(1)
+                .open_parts(4, &meta, &[0u8; PAGE], &mut page)
+                .is_err()
+        );
+        assert!(cipher(1).seal_zeros(4, 100, 0, &mut meta).is_err());
+        assert!(v2.seal_zeros(4, 0, 1, &mut meta).is_err());
+        assert!(v2.seal_zeros(4, PAGE + 1, 1, &mut meta).is_err());
     }
 
     #[test]

@@ -517,6 +517,9 @@ fn choose(rng: &mut Rng, m: &Model) -> Op {
         65..70 => {
             let new = if ctr {
                 len + rng.below(3000) as usize
+            } else if rng.below(8) == 0 {
+                // Growth of several steps (a page file grows 256 pages at a time).
+                len + rng.below(3 << 20) as usize
             } else {
                 rng.below(len as u64 + 6000) as usize
             };

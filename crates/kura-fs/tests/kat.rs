@@ -307,3 +307,50 @@ fn page_units_follow_the_documented_layout() {
         assert!(page[used..].iter().all(|&b| b == 0));
     }
 }
+
+/// A page-mode file grown by `set_len`: its last page filled up and sealed again, then
+/// pages of zeros with an entry each and no ciphertext: `used` with bit 15 set, and the
+/// tag of an empty plaintext under the same associated data.
+#[test]
+fn grown_pages_are_entries_of_zeros_as_documented() {
+    let (_dir, fs) = setup();
+    let f = fs.create_with("grown", Method::Aes256GcmPage).unwrap();
+    f.write_at(b"abc", 0).unwrap();
+    f.set_len(2 * PAGE as u64 + 10).unwrap();
+    drop(f);
+    let info = fs.info("grown").unwrap().unwrap();
+    let disk = std::fs::read(fs.root().join("grown")).unwrap();
+    // Room for pages 0..=2 (a hole where no ciphertext is).
+    assert_eq!(disk.len(), 4096 + 4096 + 3 * 4096);
+    assert!(disk[8192 + 4096..].iter().all(|&b| b == 0));
+    let key = fs
+        .keyring()
+        .derive(info.key_id, &info.salt, b"aes256-gcm-page", 32)
+        .unwrap();
+    let aead =
+        Aes256Gcm::new(&Key256::from_slice(key.expose_secret(), "page key").unwrap()).unwrap();
+    for (index, used) in [(1u64, 0x9000u16), (2, 0x800a)] {
+        let entry = &disk[4096 + 64 * index as usize..][..32];
+        assert_eq!(entry[12..14], used.to_be_bytes());
+        assert_eq!(entry[14..16], [0, 1], "generation 1");
+        let mut aad = b"kura-fs page v2".to_vec();
+        aad.extend_from_slice(&info.salt);
+        aad.extend_from_slice(&index.to_be_bytes());
+        aad.extend_from_slice(&entry[12..16]);
+        aead.open_in_place(
+            entry[..12].try_into().unwrap(),
+            &aad,
+            &mut [],
+            entry[16..].try_into().unwrap(),
+        )
+        .unwrap();
+    }
+    // Page 0 holds "abc" and zeros up to 4096 bytes, an ordinary page written again (slot 1,
+    // generation 2).
+    assert_eq!(disk[4096 + 32 + 12..4096 + 32 + 16], [0x10, 0, 0, 2]);
+    let f = fs.open_file("grown").unwrap();
+    let mut back = vec![1u8; 2 * PAGE + 10];
+    f.read_exact_at(&mut back, 0).unwrap();
+    assert_eq!(&back[..3], b"abc");
+    assert!(back[3..].iter().all(|&b| b == 0));
+}

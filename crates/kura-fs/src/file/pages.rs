@@ -10,7 +10,8 @@
 //! [`Pages::defer`] (the redb backend) entries are written only by [`Pages::flush`], which
 //! `sync_data` calls first: one page write is then one aligned block write, and a crash
 //! loses only what was never synced, which a database with two-phase commit never reads
-//! again.
+//! again. Growth writes entries only ([`Pages::zero_run`]): pages of zeros need no
+//! ciphertext.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -24,7 +25,7 @@ use crate::page::{
     self, GROUP, Layout, META, PAGE, PageCipher, SLOTS, UNIT, data_at, group_at, meta_at, pages_in,
 };
 
-use super::{HEADER, io};
+use super::{HEADER, io, to_usize};
 
 /// Clean metadata blocks kept in memory (about 16 MiB, the entries of 1 GiB of pages).
 const CACHED_GROUPS: usize = 4096;
@@ -39,7 +40,7 @@ pub(super) struct Pages {
     /// Version 2: the metadata blocks read or written so far.
     meta: Mutex<Meta>,
     /// The buffers of the last write, reused by the next (writes are one at a time).
-    spare: Mutex<(Vec<u8>, Vec<[u8; META]>)>,
+    spare: Mutex<Run>,
 }
 
 #[derive(Default)]
@@ -60,6 +61,7 @@ const UNKNOWN: u8 = u8::MAX;
 
 /// Pages sealed for one write: ciphertexts (version 1: whole units), entries and the slot
 /// each entry goes to.
+#[derive(Default)]
 pub(super) struct Run {
     first: u64,
     stored: Vec<u8>,
@@ -99,11 +101,7 @@ impl Pages {
         let mut m = self.meta();
         let g = m.group(file, path, index / GROUP)?;
         let k = to_usize(index % GROUP)?;
-        let mut e = [[0u8; META]; SLOTS];
-        for (s, slot) in e.iter_mut().enumerate() {
-            slot.copy_from_slice(&g.block[k * PAIR + s * META..][..META]);
-        }
-        Ok((e, g.current[k]))
+        Ok((g.entries(k), g.current[k]))
     }
 
     fn set_current(&self, file: &fs::File, path: &Path, index: u64, slot: u8) -> Result<(), Error> {
@@ -196,17 +194,42 @@ impl Pages {
             Layout::V1 => UNIT,
             Layout::V2 => PAGE,
         };
-        let (mut stored, mut metas) =
+        let mut run =
             std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner));
+        run.first = first;
         // Every byte is sealed over before it is written: no need to clear a reused buffer.
-        stored.resize(count.checked_mul(stride).ok_or(Error::TooLarge)?, 0);
-        metas.resize(count, [0u8; META]);
-        Ok(Run {
+        run.stored
+            .resize(count.checked_mul(stride).ok_or(Error::TooLarge)?, 0);
+        run.metas.resize(count, [0u8; META]);
+        run.slots.clear();
+        Ok(run)
+    }
+
+    /// Room for `count` pages of zeros from `first`: entries only (version 2).
+    pub(super) fn zero_run(&self, first: u64, count: usize) -> Run {
+        Run {
             first,
-            stored,
-            metas,
+            stored: Vec::new(),
+            metas: vec![[0u8; META]; count],
             slots: Vec::with_capacity(count),
-        })
+        }
+    }
+
+    /// Seals page `first + k` of a [`Pages::zero_run`] as `used` zero bytes.
+    pub(super) fn seal_zeros(
+        &self,
+        file: &fs::File,
+        path: &Path,
+        run: &mut Run,
+        k: usize,
+        used: usize,
+    ) -> Result<(), Error> {
+        let index = run.first + k as u64;
+        let (slot, generation) = self.next_slot(file, path, index)?;
+        let meta = run.metas.get_mut(k).ok_or(Error::TooLarge)?;
+        self.cipher.seal_zeros(index, used, generation, meta)?;
+        run.slots.push(slot);
+        Ok(())
     }
 
     /// Seals `plain` as page `first + k` of `run` (pages in order).
@@ -281,7 +304,8 @@ impl Pages {
     }
 
     /// Writes the pages of `run` into a file of `pages` pages after it: entries first (each
-    /// in its page's free slot), then the ciphertexts. Deferred entries wait for
+    /// in its page's free slot), then the ciphertexts (a zero run has none: the file is
+    /// made long enough for its pages instead). Deferred entries wait for
     /// [`Pages::flush`], but never the last page's: the file's length is read from it.
     pub(super) fn write(
         &self,
@@ -298,8 +322,8 @@ impl Pages {
                 let _ = self.set_current(file, path, run.first + r as u64, UNKNOWN);
             }
         }
-        if run.stored.capacity() <= KEPT_BUFFER {
-            *self.spare.lock().unwrap_or_else(PoisonError::into_inner) = (run.stored, run.metas);
+        if (1..=KEPT_BUFFER).contains(&run.stored.capacity()) {
+            *self.spare.lock().unwrap_or_else(PoisonError::into_inner) = run;
         }
         done
     }
@@ -313,6 +337,8 @@ impl Pages {
         let end = run.first + run.metas.len() as u64;
         let mut m = self.meta();
         let defer = m.defer;
+        // Pages whose entry being replaced is of a page of zeros (see `clear_zeros`).
+        let mut replaced_zeros = Vec::new();
         let mut at = run.first;
         while at < end {
             let group = at / GROUP;
@@ -322,8 +348,14 @@ impl Pages {
             for k in from..to {
                 let r = to_usize(group * GROUP + k as u64 - run.first)?;
                 let slot = *run.slots.get(r).ok_or(Error::TooLarge)?;
-                g.block[k * PAIR + usize::from(slot) * META..][..META]
-                    .copy_from_slice(&run.metas[r]);
+                let pair = &mut g.block[k * PAIR..(k + 1) * PAIR];
+                let other =
+                    <&[u8; META]>::try_from(&pair[(1 - usize::from(slot)) * META..][..META])
+                        .map_err(|_| Error::TooLarge)?;
+                if page::is_zeros(other) {
+                    replaced_zeros.push(group * GROUP + k as u64);
+                }
+                pair[usize::from(slot) * META..][..META].copy_from_slice(&run.metas[r]);
                 // Current once the page is written below; a failure makes it unknown
                 // again (`write`), and nothing reads the file in between (writes hold
                 // the file's length lock).
@@ -345,14 +377,53 @@ impl Pages {
             at = stop;
         }
         drop(m);
+        if run.stored.is_empty() {
+            let room = data_at(end - 1) + PAGE as u64;
+            if file.metadata().map_err(io(path))?.len() < room {
+                file.set_len(room).map_err(io(path))?;
+            }
+        }
         let mut at = run.first;
-        while at < end {
+        while at < end && !run.stored.is_empty() {
             // Pages of one group are one stretch of the file.
             let stop = end.min((at / GROUP + 1) * GROUP);
             let (a, b) = (to_usize(at - run.first)?, to_usize(stop - run.first)?);
             file.write_all_at(&run.stored[a * PAGE..b * PAGE], data_at(at))
                 .map_err(io(path))?;
             at = stop;
+        }
+        self.clear_zeros(file, path, &replaced_zeros)
+    }
+
+    /// Empties the slot of a replaced entry of a page of zeros, once the new entry and its
+    /// ciphertext are in place. An ordinary replaced entry describes a ciphertext that is
+    /// gone, but one of zeros needs none and would still open: damage to the newer entry
+    /// must not bring the page back as zeros. (Deferred: at the flush, with the new entry.)
+    fn clear_zeros(&self, file: &fs::File, path: &Path, pages: &[u64]) -> Result<(), Error> {
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let mut m = self.meta();
+        let defer = m.defer;
+        for &index in pages {
+            let g = m.group(file, path, index / GROUP)?;
+            let k = to_usize(index % GROUP)?;
+            let e = g.entries(k);
+            // The older of the two, when it is of zeros and the newer is in use.
+            let old = usize::from(page::newer(
+                page::generation(&e[0]),
+                page::generation(&e[1]),
+            ));
+            if !page::is_zeros(&e[old]) || page::is_unwritten(&e[1 - old]) {
+                continue;
+            }
+            g.block[k * PAIR + old * META..][..META].fill(0);
+            if defer {
+                m.dirty.insert(index / GROUP);
+            } else {
+                file.write_all_at(&[0u8; META], meta_at(index, old))
+                    .map_err(io(path))?;
+            }
         }
         Ok(())
     }
@@ -419,6 +490,17 @@ fn candidates(entries: &[[u8; META]; SLOTS], current: u8) -> impl Iterator<Item 
         .filter(|s| !page::is_unwritten(&entries[*s]))
 }
 
+impl Group {
+    /// Both entry slots of the group's page `k`.
+    fn entries(&self, k: usize) -> [[u8; META]; SLOTS] {
+        let mut e = [[0u8; META]; SLOTS];
+        for (s, slot) in e.iter_mut().enumerate() {
+            slot.copy_from_slice(&self.block[k * PAIR + s * META..][..META]);
+        }
+        e
+    }
+}
+
 impl Meta {
     /// Group `group`, its block read from the file the first time (zeros past its end).
     fn group(&mut self, file: &fs::File, path: &Path, group: u64) -> Result<&mut Group, Error> {
@@ -468,8 +550,4 @@ impl Hasher for GroupHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
-}
-
-fn to_usize(n: u64) -> Result<usize, Error> {
-    usize::try_from(n).map_err(|_| Error::TooLarge)
 }

@@ -260,3 +260,83 @@ fn a_second_handle_reads_what_the_first_wrote() {
         assert_eq!(back, new, "write {seed}");
     }
 }
+
+/// Growth writes entries of pages of zeros and no ciphertext; a page written over one
+/// empties the zero entry, so damage to the newer entry is an error, never the page
+/// read back as zeros. With metadata deferred or not.
+#[test]
+fn growth_is_entries_of_zeros_that_never_come_back_once_replaced() {
+    use crate::page::{self, META, data_at, meta_at};
+    let dir = tempfile::tempdir().unwrap();
+    let fs = fs_at(dir.path());
+    for defer in [false, true] {
+        let name = format!("grown-{defer}");
+        let path = fs.root().join(&name);
+        let f = fs.create_with(&name, Method::Aes256GcmPage).unwrap();
+        if defer {
+            f.defer_page_metadata();
+        }
+        let head = pattern(100, 1);
+        f.write_at(&head, 0).unwrap();
+        let len = 10 * PAGE as u64 + 7;
+        f.set_len(len).unwrap();
+        f.sync_data().unwrap();
+        let mut want = head.clone();
+        want.resize(len as usize, 0);
+        let mut back = vec![0u8; len as usize];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, want);
+        let disk = std::fs::read(&path).unwrap();
+        let entry = |disk: &[u8], i: u64, s: usize| -> [u8; META] {
+            disk[meta_at(i, s) as usize..][..META].try_into().unwrap()
+        };
+        assert!(
+            !page::is_zeros(&entry(&disk, 0, 0)),
+            "the first page has data"
+        );
+        for i in 1..=10 {
+            let e = entry(&disk, i, 0);
+            assert!(page::is_zeros(&e), "page {i}");
+            let used = if i == 10 { 7 } else { PAGE as u16 };
+            assert_eq!(e[12..14], (used | page::ZEROS).to_be_bytes());
+            let at = data_at(i) as usize;
+            assert!(
+                disk.get(at..at + PAGE)
+                    .is_none_or(|b| b.iter().all(|&x| x == 0)),
+                "page {i} has no ciphertext"
+            );
+        }
+        // Page 3 written over: its zero entry is gone.
+        let data = pattern(PAGE, 2);
+        f.write_at(&data, 3 * PAGE as u64).unwrap();
+        f.sync_data().unwrap();
+        drop(f);
+        let mut disk = std::fs::read(&path).unwrap();
+        assert!(page::is_unwritten(&entry(&disk, 3, 0)), "defer: {defer}");
+        assert!(!page::is_zeros(&entry(&disk, 3, 1)));
+        let f = fs.open_file(&name).unwrap();
+        assert_eq!(f.len(), len);
+        f.read_exact_at(&mut back, 0).unwrap();
+        want[3 * PAGE..4 * PAGE].copy_from_slice(&data);
+        assert_eq!(back, want);
+        drop(f);
+        // Every bit of a zero entry, and of the entry that replaced one, is authenticated.
+        let pristine = disk.clone();
+        for (i, s) in [(5u64, 0usize), (10, 0), (3, 1)] {
+            for bit in 0..META * 8 {
+                disk.copy_from_slice(&pristine);
+                disk[meta_at(i, s) as usize + bit / 8] ^= 1 << (bit % 8);
+                std::fs::write(&path, &disk).unwrap();
+                let f = fs.open_file(&name);
+                let mut page = vec![0u8; PAGE];
+                let read = f.and_then(|f| f.read_exact_at(&mut page, i * PAGE as u64));
+                // The last page's entry damaged: the file does not open (or is shorter).
+                assert!(
+                    matches!(read, Err(Error::Decrypt | Error::Io { .. })),
+                    "page {i} slot {s} bit {bit}: {read:?}"
+                );
+            }
+        }
+        std::fs::write(&path, &pristine).unwrap();
+    }
+}
