@@ -252,6 +252,24 @@ fn unaligned_offsets_agree_with_one_keystream() {
     }
 }
 
+/// The AEAD of a page-mode file: AES-256-GCM under the key derived for it.
+fn page_aead(fs: &EncryptedFs, info: &FileInfo) -> Aes256Gcm {
+    let key = fs
+        .keyring()
+        .derive(info.key_id, &info.salt, b"aes256-gcm-page", 32)
+        .unwrap();
+    Aes256Gcm::new(&Key256::from_slice(key.expose_secret(), "page key").unwrap()).unwrap()
+}
+
+/// A version-2 page's associated data: domain, salt, index, entry bytes 12..16.
+fn page_aad(info: &FileInfo, index: u64, entry: &[u8]) -> Vec<u8> {
+    let mut aad = b"kura-fs page v2".to_vec();
+    aad.extend_from_slice(&info.salt);
+    aad.extend_from_slice(&index.to_be_bytes());
+    aad.extend_from_slice(&entry[12..16]);
+    aad
+}
+
 /// Page-mode pages (version 2) open with AES-256-GCM under the derived key, the associated
 /// data `"kura-fs page v2" ‖ salt ‖ index (u64 BE) ‖ entry bytes 12..16`, and hold `used`:
 /// a 4 KiB header block, then group 0's block at 4096 with two 32-byte entry slots per
@@ -273,12 +291,7 @@ fn page_units_follow_the_documented_layout() {
     assert!(disk[HEADER..4096].iter().all(|&b| b == 0));
     // Slots of pages never written are zeros.
     assert!(disk[4096 + 2 * 64..8192].iter().all(|&b| b == 0));
-    let key = fs
-        .keyring()
-        .derive(info.key_id, &info.salt, b"aes256-gcm-page", 32)
-        .unwrap();
-    let aead =
-        Aes256Gcm::new(&Key256::from_slice(key.expose_secret(), "page key").unwrap()).unwrap();
+    let aead = page_aead(&fs, &info);
     for (index, used) in [(0u64, PAGE), (1, 904)] {
         let entry = &disk[4096 + 64 * index as usize..][..32];
         let ct = &disk[8192 + 4096 * index as usize..][..4096];
@@ -289,10 +302,7 @@ fn page_units_follow_the_documented_layout() {
                 .iter()
                 .all(|&b| b == 0)
         );
-        let mut aad = b"kura-fs page v2".to_vec();
-        aad.extend_from_slice(&info.salt);
-        aad.extend_from_slice(&index.to_be_bytes());
-        aad.extend_from_slice(&entry[12..16]);
+        let aad = page_aad(&info, index, entry);
         let mut page = vec![0u8; PAGE];
         aead.open_out_of_place(
             entry[..12].try_into().unwrap(),
@@ -323,20 +333,12 @@ fn grown_pages_are_entries_of_zeros_as_documented() {
     // Room for pages 0..=2 (a hole where no ciphertext is).
     assert_eq!(disk.len(), 4096 + 4096 + 3 * 4096);
     assert!(disk[8192 + 4096..].iter().all(|&b| b == 0));
-    let key = fs
-        .keyring()
-        .derive(info.key_id, &info.salt, b"aes256-gcm-page", 32)
-        .unwrap();
-    let aead =
-        Aes256Gcm::new(&Key256::from_slice(key.expose_secret(), "page key").unwrap()).unwrap();
+    let aead = page_aead(&fs, &info);
     for (index, used) in [(1u64, 0x9000u16), (2, 0x800a)] {
         let entry = &disk[4096 + 64 * index as usize..][..32];
         assert_eq!(entry[12..14], used.to_be_bytes());
         assert_eq!(entry[14..16], [0, 1], "generation 1");
-        let mut aad = b"kura-fs page v2".to_vec();
-        aad.extend_from_slice(&info.salt);
-        aad.extend_from_slice(&index.to_be_bytes());
-        aad.extend_from_slice(&entry[12..16]);
+        let aad = page_aad(&info, index, entry);
         aead.open_in_place(
             entry[..12].try_into().unwrap(),
             &aad,
