@@ -98,6 +98,20 @@ pub trait ObjectStore: Send + Sync {
 
     /// A number bumped by every [`ObjectStore::apply`] (for caches to notice other writers).
     fn objects_generation(&self) -> Result<u64, Error>;
+
+    /// Seconds since the Unix epoch by the keystore's clock, which every process using the
+    /// keystore shares: the database server's for PostgreSQL (so nodes whose own clocks
+    /// disagree still agree on how old a heartbeat is), this machine's for SQLite.
+    fn clock(&self) -> Result<i64, Error> {
+        Ok(local_clock())
+    }
+}
+
+/// Seconds since the Unix epoch by this machine's clock (0 before it).
+fn local_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `prefix` as the upper bound of a range scan: the smallest string greater than every

@@ -127,15 +127,15 @@ impl NodeInfo {
     }
 }
 
-/// Creates or refreshes the node's object with `last_heartbeat = now` and the keys it
-/// uses.
+/// Creates or refreshes the node's object with `last_heartbeat` = now by the keystore's
+/// clock ([`ObjectStore::clock`], shared by every node) and the keys it uses.
 pub(crate) fn heartbeat(
     store: &dyn ObjectStore,
     id: &str,
     node: &mut NodeInfo,
     keys: Option<NodeKeys>,
 ) -> anyhow::Result<()> {
-    node.last_heartbeat = now();
+    node.last_heartbeat = store.clock()?;
     if let Some(k) = keys {
         node.set_keys(k);
     }
@@ -196,7 +196,7 @@ pub(crate) fn is_live(last: i64, now: i64) -> bool {
 
 /// The nodes that may still be running: a heartbeat within [`SAFETY_WINDOW_SECS`].
 pub(crate) fn live_nodes(store: &dyn ObjectStore) -> anyhow::Result<Vec<(String, NodeInfo)>> {
-    let t = now();
+    let t = store.clock()?;
     let mut nodes = all_nodes(store)?;
     nodes.retain(|(_, n)| t - n.last_heartbeat < SAFETY_WINDOW_SECS);
     Ok(nodes)
@@ -205,7 +205,7 @@ pub(crate) fn live_nodes(store: &dyn ObjectStore) -> anyhow::Result<Vec<(String,
 /// Removes the nodes stale for longer than [`EXPIRE_AFTER_SECS`] (or, with `all_stale`,
 /// every stale node); returns their ids.
 pub(crate) fn expire(store: &dyn ObjectStore, all_stale: bool) -> anyhow::Result<Vec<String>> {
-    let t = now();
+    let t = store.clock()?;
     let limit = if all_stale {
         LIVE_WINDOW_SECS
     } else {
@@ -227,4 +227,72 @@ pub(crate) fn expire(store: &dyn ObjectStore, all_stale: bool) -> anyhow::Result
         store.apply_quiet(&changes)?;
     }
     Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    //! Heartbeats are stamped and aged by the keystore's clock, not the node's.
+
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use kura_store::{Object, SqliteKeystore};
+
+    use super::*;
+
+    /// A keystore whose clock is far from this machine's and can be moved.
+    struct Skewed {
+        store: SqliteKeystore,
+        clock: AtomicI64,
+    }
+
+    impl ObjectStore for Skewed {
+        fn get(&self, kind: &str, id: &str) -> Result<Option<Object>, kura_store::Error> {
+            self.store.get(kind, id)
+        }
+
+        fn list(
+            &self,
+            kind: &str,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<Object>, kura_store::Error> {
+            self.store.list(kind, prefix, after, limit)
+        }
+
+        fn apply_with(&self, c: &[ObjectChange], bump: bool) -> Result<(), kura_store::Error> {
+            self.store.apply_with(c, bump)
+        }
+
+        fn objects_generation(&self) -> Result<u64, kura_store::Error> {
+            self.store.objects_generation()
+        }
+
+        fn clock(&self) -> Result<i64, kura_store::Error> {
+            Ok(self.clock.load(Ordering::SeqCst))
+        }
+    }
+
+    #[test]
+    fn heartbeats_follow_the_keystore_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        // A day behind this machine's clock.
+        let t0 = now() - 86_400;
+        let store = Skewed {
+            store: SqliteKeystore::open(&dir.path().join("keys.db")).unwrap(),
+            clock: AtomicI64::new(t0),
+        };
+        let mut node = NodeInfo::new("127.0.0.1:1".into());
+        heartbeat(&store, "n1", &mut node, None).unwrap();
+        assert_eq!(node.last_heartbeat, t0);
+        assert_eq!(live_nodes(&store).unwrap().len(), 1, "live by the keystore");
+        assert!(expire(&store, true).unwrap().is_empty());
+        // Time passes for the keystore only: the node goes stale, then is removed.
+        store.clock.store(t0 + SAFETY_WINDOW_SECS, Ordering::SeqCst);
+        assert!(live_nodes(&store).unwrap().is_empty());
+        store.clock.store(t0 + EXPIRE_AFTER_SECS, Ordering::SeqCst);
+        assert_eq!(expire(&store, false).unwrap(), vec!["n1".to_string()]);
+        assert!(all_nodes(&store).unwrap().is_empty());
+    }
 }

@@ -156,4 +156,17 @@ impl ObjectStore for PgKeystore {
         let g: i64 = row.try_get(0).map_err(|e| self.db(&e))?;
         u64::try_from(g).map_err(|_| self.corrupt(format!("objects generation {g}")))
     }
+
+    fn clock(&self) -> Result<i64, Error> {
+        let rows = self.read(|client| {
+            client.query_typed(
+                "SELECT floor(extract(epoch FROM clock_timestamp()))::int8",
+                &[],
+            )
+        })?;
+        let row = rows
+            .first()
+            .ok_or_else(|| self.corrupt("the database returned no time".into()))?;
+        row.try_get(0).map_err(|e| self.db(&e))
+    }
 }

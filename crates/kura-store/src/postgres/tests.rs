@@ -300,3 +300,25 @@ fn connections_in_use_are_bounded_and_calls_wait_for_a_slot() {
     assert!(peak.load(Ordering::Relaxed) <= PgKeystore::MAX_BUSY);
     assert_eq!(*store.busy.lock().unwrap(), 0, "every slot was given back");
 }
+
+/// The keystore's clock is the database server's: epoch seconds, here on this machine.
+#[test]
+fn the_clock_is_the_database_servers() {
+    let (url, mut client) = database();
+    let store = PgKeystore::connect(&url).unwrap();
+    let local = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let before = local();
+    let t = store.clock().unwrap();
+    let after = local();
+    assert!(before - 2 <= t && t <= after + 2, "{before} {t} {after}");
+    let server: i64 = client
+        .query_one("SELECT extract(epoch FROM now())::int8", &[])
+        .unwrap()
+        .get(0);
+    assert!((server - t).abs() <= 2, "{server} {t}");
+}

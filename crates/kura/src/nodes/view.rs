@@ -7,7 +7,7 @@ use kura_keys::clock::rfc3339;
 use kura_store::{DataKeyState, KekState, Snapshot, Store};
 use serde::Serialize;
 
-use super::{LIVE_WINDOW_SECS, NodeInfo, all_nodes, is_live, now};
+use super::{LIVE_WINDOW_SECS, NodeInfo, all_nodes, is_live};
 
 /// One node as shown.
 #[derive(Debug, Serialize)]
@@ -50,7 +50,7 @@ pub(crate) struct ClusterView {
 /// The nodes registered in `store`, checked against the keystore's current keys.
 pub(crate) fn cluster_view(store: &dyn Store) -> anyhow::Result<ClusterView> {
     let snapshot = store.snapshot()?;
-    let t = now();
+    let t = store.clock()?;
     let nodes: Vec<NodeView> = all_nodes(store)?
         .into_iter()
         .map(|(id, n)| view(id, n, snapshot.as_ref(), t))
