@@ -77,6 +77,11 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_RETRIES: u32 = 3;
 /// Data sent and not acknowledged for this long breaks the connection.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The server cancels a statement that runs (or waits for a lock) this long, unless the
+/// URL's `options` say otherwise: keystore statements take milliseconds, so one that runs
+/// for 30 s is stuck behind something (a client holding a lock and gone quiet) and fails
+/// with SQLSTATE 57014 instead of holding a connection and its caller for ever.
+const STATEMENT_TIMEOUT: &str = "-c statement_timeout=30s";
 
 /// A [`Keystore`] and [`crate::ObjectStore`] in a PostgreSQL database, shared by the nodes
 /// of a cluster: one transaction per call, a small pool of connections, errors naming the
@@ -174,6 +179,9 @@ impl PgKeystore {
                 .keepalives_idle(KEEPALIVE_IDLE)
                 .keepalives_interval(KEEPALIVE_INTERVAL)
                 .keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if config.get_options().is_none() {
+            config.options(STATEMENT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("kura");

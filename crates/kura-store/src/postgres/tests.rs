@@ -322,3 +322,20 @@ fn the_clock_is_the_database_servers() {
         .get(0);
     assert!((server - t).abs() <= 2, "{server} {t}");
 }
+
+/// Statements time out after 30 s unless the URL's `options` set something else.
+#[test]
+fn statements_time_out_unless_the_url_says_otherwise() {
+    let (url, _client) = database();
+    let timeout = |url: &str| -> String {
+        let store = PgKeystore::connect(url).unwrap();
+        store
+            .read(|c| c.query_one("SHOW statement_timeout", &[]))
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(timeout(&url), "30s");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let own = format!("{url}{sep}options=-c%20statement_timeout%3D5s");
+    assert_eq!(timeout(&own), "5s");
+}
