@@ -74,4 +74,13 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another PostgreSQL database (an application's) cannot be connected to
+    /// ([`crate::connect_client`]).
+    #[error("cannot connect to {location}: {message}")]
+    Connect {
+        /// The database URL, its password hidden.
+        location: String,
+        /// Why, and what to do.
+        message: String,
+    },
 }

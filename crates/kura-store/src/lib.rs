@@ -41,7 +41,7 @@ mod sqlite;
 pub use error::Error;
 pub use model::{Change, DataKeyRecord, DataKeyState, KekRecord, KekState, Snapshot};
 pub use objects::{NODE_KIND, Object, ObjectChange, ObjectStore};
-pub use postgres::{PgKeystore, redact_url_password};
+pub use postgres::{PgKeystore, connect_client, redact_url_password};
 pub use sqlite::SqliteKeystore;
 
 /// A keystore that also holds the services' objects (what `kura server` needs), with the

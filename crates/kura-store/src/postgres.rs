@@ -23,8 +23,9 @@
 //! too; the call fails with [`Error::Database`] naming the URL (password hidden) and saying
 //! that the database is unreachable, and the next call connects again. A call that finds an
 //! idle connection dead before anything was sent on it (the server restarted while it was
-//! idle) retries once on a new connection. Connections are unencrypted (`NoTls`): run kura
-//! next to the database or over a tunnel. The client is synchronous: call it from plain
+//! idle) retries once on a new connection. TLS is used when the URL asks for it, always
+//! verifying the server (`sslmode=verify-full` with `sslrootcert=PATH`; see `tls.rs`);
+//! otherwise connections are unencrypted. The client is synchronous: call it from plain
 //! threads (`spawn_blocking` in async code).
 
 mod changes;
@@ -35,17 +36,18 @@ mod schema;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod url;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ::postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
+use ::postgres::{Client, Config, IsolationLevel, Row, Transaction};
 
 use crate::{Change, Error, Keystore, Snapshot};
 use errors::{DriverError, chain, is_connection_error};
+pub use tls::connect_client;
 use url::describe;
 pub use url::redact_url_password;
 
@@ -92,6 +94,8 @@ const STATEMENT_TIMEOUT: &str = "-c statement_timeout=30s";
 /// generation number and row locks keep them consistent.
 pub struct PgKeystore {
     config: Config,
+    /// TLS with a verified server, when the URL asks for it (see [`tls`]).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// The URL with any password hidden, as shown in errors.
     location: String,
     /// The password, to scrub from driver messages (which should never hold it anyway).
@@ -154,10 +158,11 @@ impl PgKeystore {
     /// kura wrote the schema.
     pub fn connect(url: &str) -> Result<Self, Error> {
         let location = redact_url_password(url);
-        let mut config = Config::from_str(url).map_err(|e| Error::Database {
+        let bad_url = |text: String| Error::Database {
             location: location.clone(),
-            source: Box::new(DriverError(format!("{}; fix the database URL", chain(&e)))),
-        })?;
+            source: Box::new(DriverError(format!("{text}; fix the database URL"))),
+        };
+        let (mut config, tls) = tls::configure(url).map_err(bad_url)?;
         let password = config
             .get_password()
             .filter(|p| !p.is_empty())
@@ -188,6 +193,7 @@ impl PgKeystore {
         }
         let store = Self {
             config,
+            tls,
             location,
             password,
             idle: Mutex::new(Vec::new()),
@@ -241,13 +247,26 @@ impl PgKeystore {
 
     /// A new connection.
     fn new_client(&self) -> Result<Client, Error> {
-        self.config.connect(NoTls).map_err(|e| {
+        tls::connect(&self.config, self.tls.as_ref()).map_err(|e| {
             if e.code() == Some(&::postgres::error::SqlState::TOO_MANY_CONNECTIONS) {
                 self.database_error(format!(
                     "the database refuses more connections ({}); raise its max_connections, \
                      or run fewer kura nodes against it (each uses at most {} at once)",
                     self.message(&e),
                     Self::MAX_BUSY + Self::MAX_IDLE
+                ))
+            } else if self.tls.is_some() && self.message(&e).contains("TLS handshake") {
+                let m = self.message(&e);
+                let what = if m.contains("does not support TLS") {
+                    "turn ssl on in the server's configuration, or leave sslmode out of the \
+                     database URL"
+                } else {
+                    "give the CA that signed the server's certificate with sslrootcert=PATH \
+                     in the database URL, and connect by a name or address the certificate \
+                     holds"
+                };
+                self.database_error(format!(
+                    "TLS to the database failed ({m}): the server was not verified; {what}"
                 ))
             } else if e.as_db_error().is_some() && !is_connection_error(&e) {
                 // The server answered: wrong credentials, no such database, …

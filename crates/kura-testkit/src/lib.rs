@@ -20,6 +20,7 @@
 //! - [`postgres`]: a throwaway PostgreSQL 15 server ([`PgServer`]) on 127.0.0.1, stopped
 //!   and removed on drop, or by its watchdog if the test process dies; or one server per
 //!   test binary with a database per test ([`postgres::shared_database`]).
+//! - [`tls`]: a throwaway CA and a server certificate it signed, for TLS tests.
 //! - [`softhsm`]: throwaway SoftHSM2 tokens ([`SoftHsm`]) for the PKCS#11 tests, in a
 //!   directory of their own with their own `SOFTHSM2_CONF`.
 //!
@@ -33,6 +34,7 @@ pub mod postgres;
 pub mod python;
 mod report;
 pub mod softhsm;
+pub mod tls;
 
 pub use postgres::PgServer;
 pub use python::{MotoServer, PythonEnv, python_env, with_aws_credentials};

@@ -271,6 +271,31 @@ impl PgServer {
             .map_err(|e| io::Error::new(e.kind(), format!("{e}\nserver log:\n{}", self.log_tail())))
     }
 
+    /// Turns TLS on with the server certificate `cert` and its key `key` (PEM files, copied
+    /// into the data directory), restarting the server on the same port. Clients that do
+    /// not ask for TLS still connect without it.
+    pub fn enable_tls(&self, cert: &Path, key: &Path) -> io::Result<()> {
+        let data = self.data_dir();
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = data.join(to);
+            fs::copy(from, &to).map_err(|e| context(e, "copying", from))?;
+            fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| context(e, "restricting", &to))?;
+            if self.as_postgres {
+                let mut chown = Command::new("chown");
+                chown.arg(format!("{SUPERUSER}:")).arg(&to);
+                let shown = format!("chown {SUPERUSER}: {}", to.display());
+                check(&shown, run(&mut chown, &shown)?, "")?;
+            }
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf).map_err(|e| context(e, "reading", &conf))?;
+        text.push_str("\nssl = on\n");
+        fs::write(&conf, text).map_err(|e| context(e, "writing", &conf))?;
+        self.stop_server()?;
+        self.start_server()
+    }
+
     /// Starts a server stopped by [`PgServer::stop_server`] again, on the same port with the
     /// same data, waiting until it accepts connections. Fails if another process took the
     /// port in the meantime.

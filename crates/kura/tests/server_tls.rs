@@ -1,45 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! `kura server --tls-cert --tls-key`: boto3 over HTTPS, verifying the server certificate.
+//! `kura server --tls-cert --tls-key`: boto3 over HTTPS, verifying the server certificate
+//! against the CA that signed it.
 
 mod server;
-
-use std::process::Command;
 
 use server::{PRELUDE, Server};
 
 #[test]
 fn boto3_over_https() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let o = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let certs = kura_testkit::tls::server_certificate(dir.path(), "kms").unwrap();
+    let (cert, key) = (&certs.cert, &certs.key);
     let s = Server::start_with(
         &dir.path().join("dev"),
         &[
@@ -55,10 +26,10 @@ fn boto3_over_https() {
         s.endpoint
     );
     let script = format!(
-        "{PRELUDE}CERT = {:?}\n{}",
-        cert.to_str().unwrap(),
+        "{PRELUDE}CA = {:?}\n{}",
+        certs.ca.to_str().unwrap(),
         r#"
-tls = boto3.client("kms", endpoint_url=os.environ["ENDPOINT"], verify=CERT)
+tls = boto3.client("kms", endpoint_url=os.environ["ENDPOINT"], verify=CA)
 k = tls.create_key()["KeyMetadata"]["KeyId"]
 blob = tls.encrypt(KeyId=k, Plaintext=b"over tls")["CiphertextBlob"]
 assert tls.decrypt(CiphertextBlob=blob)["Plaintext"] == b"over tls"

@@ -339,3 +339,73 @@ fn statements_time_out_unless_the_url_says_otherwise() {
     let own = format!("{url}{sep}options=-c%20statement_timeout%3D5s");
     assert_eq!(timeout(&own), "5s");
 }
+
+/// TLS when the URL asks for it, always verifying the server: its certificate must chain to
+/// `sslrootcert` (or the system's CAs) and name the host.
+#[test]
+fn tls_is_used_when_asked_for_and_the_server_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = PgServer::start().unwrap();
+    let certs = kura_testkit::tls::server_certificate(dir.path(), "pg").unwrap();
+    let other = kura_testkit::tls::server_certificate(dir.path(), "other").unwrap();
+    server.enable_tls(&certs.cert, &certs.key).unwrap();
+    let url = server.url();
+    let uses_tls = |store: &PgKeystore| -> bool {
+        store
+            .read(|c| {
+                c.query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+            })
+            .unwrap()
+            .get(0)
+    };
+    let ca = certs.ca.display().to_string();
+    for query in [
+        format!("sslmode=verify-full&sslrootcert={ca}"),
+        format!("sslrootcert={ca}"),
+        format!("sslmode=require&sslrootcert={ca}"),
+    ] {
+        let store = PgKeystore::connect(&format!("{url}?{query}")).unwrap();
+        assert!(uses_tls(&store), "{query}");
+    }
+    // Without TLS settings, as before: no TLS.
+    assert!(!uses_tls(&PgKeystore::connect(&url).unwrap()));
+    // An application's database (migrations) follows the same rules.
+    let mut app =
+        crate::connect_client(&format!("{url}?sslmode=verify-full&sslrootcert={ca}")).unwrap();
+    let ssl: bool = app
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ssl);
+    let Err(e) = crate::connect_client(&format!("{url}?sslmode=verify-full")) else {
+        panic!("connected to a server no CA vouches for");
+    };
+    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+    // A server whose certificate another CA signed, or no CA given (the system's do not
+    // know the test CA): refused, saying why.
+    for query in [
+        format!("sslmode=verify-full&sslrootcert={}", other.ca.display()),
+        "sslmode=require".to_owned(),
+    ] {
+        let Err(e) = PgKeystore::connect(&format!("{url}?{query}")) else {
+            panic!("{query}: connected");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("invalid peer certificate") && text.contains("sslrootcert=PATH"),
+            "{query}: {text}"
+        );
+    }
+    // A server without TLS, asked for it: refused, saying what to change.
+    let plain = PgServer::start().unwrap();
+    let Err(e) = PgKeystore::connect(&format!("{}?sslrootcert={ca}", plain.url())) else {
+        panic!("connected without TLS");
+    };
+    assert!(e.to_string().contains("turn ssl on"), "{e}");
+}

@@ -4,12 +4,13 @@
 //! (`CREATE TABLE kura_backup_<table>_<unix time> AS TABLE <table>`); restore it with
 //! `BEGIN; DELETE FROM <table>; INSERT INTO <table> SELECT * FROM <backup>; COMMIT;` while
 //! the application is stopped, and drop it once the migration is verified.
-//! Connections are unencrypted (`NoTls`): run kura next to the database or over a
-//! tunnel.
+//! Connections follow the keystore's TLS rules ([`kura_store::connect_client`]): TLS with
+//! a verified server when the URL has `sslmode=verify-full` (or `require`) and
+//! `sslrootcert`.
 
 use anyhow::{Context, Result, bail};
+use postgres::Client;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls};
 
 use super::{
     Cell, Counts, Id, PROGRESS_TABLE, Progress, ProgressSql, Redo, Row, Source, Storage, Table,
@@ -33,8 +34,7 @@ pub(crate) struct PgTable {
 
 impl PgTable {
     pub(crate) fn open(url: &str, target: &Target) -> Result<Self> {
-        let mut client = Client::connect(url, NoTls)
-            .with_context(|| format!("cannot connect to {}", redact(url)))?;
+        let mut client = kura_store::connect_client(url)?;
         let cols = client.query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
