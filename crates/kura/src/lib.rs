@@ -67,10 +67,28 @@ pub fn run() -> ExitCode {
         // The reader of our output went away (`kura status | head -1`): nothing to report.
         Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_FAILURE),
         Err(e) => {
-            eprintln!("kura: error: {e:#}");
+            eprintln!("kura: error: {}", report(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// `e` and its causes on one line, as `{:#}` would put them, but each said once: errors
+/// that name their cause in their own message (`cannot read x: No such file…`) would
+/// otherwise have it repeated.
+pub(crate) fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -115,4 +133,30 @@ fn init_logging(default: &str) {
         .with_target(false)
         .with_filter(filter.and(no_bodies));
     let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::report;
+
+    #[test]
+    fn a_report_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        // A store error that names its cause in its own message, under some context.
+        let store = kura_store::Error::Io {
+            location: "/k/keys.db".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(store).context("cannot open the keystore");
+        assert_eq!(
+            report(&e),
+            "cannot open the keystore: cannot access the keystore at /k/keys.db: no such file"
+        );
+        assert_eq!(format!("{e:#}").matches("no such file").count(), 2);
+        // Causes not named before are all kept.
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(report(&e), "outer: middle: inner");
+    }
 }

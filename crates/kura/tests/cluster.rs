@@ -276,6 +276,7 @@ fn a_node_refuses_while_postgresql_is_down_and_recovers_when_it_returns() {
         err.contains("unreachable") && err.contains("127.0.0.1"),
         "{err}"
     );
+    assert_eq!(err.matches("unreachable").count(), 1, "said once: {err}");
     c.pg.start_server().unwrap();
     let back = Instant::now();
     while encrypt().is_err() {

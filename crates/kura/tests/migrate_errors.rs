@@ -118,8 +118,15 @@ fn bad_tables_columns_and_databases() {
     go(&d, ("t;", "id", &["v"]), &[]).fails_with(&[
         "table 't;' is not a plain identifier (at most 63 letters, digits and underscores, not starting with a digit)",
     ]);
-    go("postgres://kura@127.0.0.1:1/none", TARGET, &[])
+    let refused = go("postgres://kura@127.0.0.1:1/none", TARGET, &[])
         .fails_with(&["cannot connect to postgres://kura@127.0.0.1:1/none"]);
+    // The cause is said once, though errors name their causes in their own messages.
+    assert_eq!(
+        refused.stderr.matches("Connection refused").count(),
+        1,
+        "{}",
+        refused.stderr
+    );
     go("postgres://kura:hunter2@127.0.0.1:1/none", TARGET, &[])
         .fails_with(&["postgres://kura:***@127.0.0.1:1/none"]);
     // The secret of a URL never reaches the output.

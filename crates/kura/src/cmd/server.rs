@@ -282,7 +282,7 @@ async fn heartbeats(kms: Arc<Kms>, id: String, mut node: NodeInfo, source: env::
         let r = tokio::task::spawn_blocking(move || -> anyhow::Result<NodeInfo> {
             let store = kms.store();
             if let Err(e) = follow_recorded_master_key(&kms, &source) {
-                tracing::error!(error = %format!("{e:#}"), "cannot take the master key another node switched to");
+                tracing::error!(error = %crate::report(&e), "cannot take the master key another node switched to");
             }
             crate::nodes::heartbeat(&*store, &id, &mut n, Some(NodeKeys::of(kms.keyring())))?;
             if sweep {
@@ -352,7 +352,7 @@ async fn reload_on_sighup(kms: Arc<Kms>, source: env::SettingsSource) {
         match r {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                tracing::error!(error = %format!("{e:#}"), "SIGHUP: the master key configuration was not reloaded; the node goes on with the keys it had")
+                tracing::error!(error = %crate::report(&e), "SIGHUP: the master key configuration was not reloaded; the node goes on with the keys it had")
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed"),
         }

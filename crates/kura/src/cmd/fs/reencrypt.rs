@@ -278,7 +278,7 @@ pub(super) fn run(cli: &Cli, a: &FsReencryptArgs) -> Result<()> {
                         sum.rewritten.push(rel.clone());
                     }
                     Err(e) => {
-                        let error = format!("{e:#}");
+                        let error = crate::report(&e);
                         meter.file(Some(&format!("failed {rel}: {error}")), false);
                         sum.failed.push(Failed {
                             path: rel.clone(),
