@@ -275,8 +275,35 @@ impl PgServer {
     /// into the data directory), restarting the server on the same port. Clients that do
     /// not ask for TLS still connect without it.
     pub fn enable_tls(&self, cert: &Path, key: &Path) -> io::Result<()> {
+        self.configure_tls(
+            &[(cert, "server.crt"), (key, "server.key")],
+            "ssl = on",
+            None,
+        )
+    }
+
+    /// With TLS on ([`PgServer::enable_tls`]): TCP clients must connect over TLS with a
+    /// certificate `ca` signed whose common name is their user name (`cert`
+    /// authentication); restarts the server.
+    pub fn require_client_certificates(&self, ca: &Path) -> io::Result<()> {
+        self.configure_tls(
+            &[(ca, "root.crt")],
+            "ssl_ca_file = 'root.crt'",
+            Some("local all all trust\nhostssl all all 127.0.0.1/32 cert\n"),
+        )
+    }
+
+    /// Copies `files` into the data directory (readable by the server only), appends
+    /// `setting` to `postgresql.conf`, replaces `pg_hba.conf` with `hba` if given, and
+    /// restarts the server.
+    fn configure_tls(
+        &self,
+        files: &[(&Path, &str)],
+        setting: &str,
+        hba: Option<&str>,
+    ) -> io::Result<()> {
         let data = self.data_dir();
-        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+        for &(from, to) in files {
             let to = data.join(to);
             fs::copy(from, &to).map_err(|e| context(e, "copying", from))?;
             fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -290,8 +317,12 @@ impl PgServer {
         }
         let conf = data.join("postgresql.conf");
         let mut text = fs::read_to_string(&conf).map_err(|e| context(e, "reading", &conf))?;
-        text.push_str("\nssl = on\n");
+        text.push_str(&format!("\n{setting}\n"));
         fs::write(&conf, text).map_err(|e| context(e, "writing", &conf))?;
+        if let Some(hba) = hba {
+            let path = data.join("pg_hba.conf");
+            fs::write(&path, hba).map_err(|e| context(e, "writing", &path))?;
+        }
         self.stop_server()?;
         self.start_server()
     }

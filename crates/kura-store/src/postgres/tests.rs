@@ -409,3 +409,40 @@ fn tls_is_used_when_asked_for_and_the_server_is_verified() {
     };
     assert!(e.to_string().contains("turn ssl on"), "{e}");
 }
+
+/// A server that authenticates clients by certificate: `sslcert` and `sslkey` are shown to
+/// it; without them, or with another user's, it refuses.
+#[test]
+fn a_client_certificate_is_shown_when_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = PgServer::start().unwrap();
+    let ca = kura_testkit::tls::server_certificate(dir.path(), "pg").unwrap();
+    server.enable_tls(&ca.cert, &ca.key).unwrap();
+    server.require_client_certificates(&ca.ca).unwrap();
+    let (cert, key) =
+        kura_testkit::tls::client_certificate(dir.path(), "client", &ca, "postgres").unwrap();
+    let (other_cert, other_key) =
+        kura_testkit::tls::client_certificate(dir.path(), "other", &ca, "someone").unwrap();
+    let base = format!("{}?sslrootcert={}", server.url(), ca.ca.display());
+    let with = |c: &std::path::Path, k: &std::path::Path| {
+        format!("{base}&sslcert={}&sslkey={}", c.display(), k.display())
+    };
+    let store = PgKeystore::connect(&with(&cert, &key)).unwrap();
+    let dn: String = store
+        .read(|c| {
+            c.query_one(
+                "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+        })
+        .unwrap()
+        .get(0);
+    assert!(dn.contains("CN=postgres"), "{dn}");
+    for url in [base.clone(), with(&other_cert, &other_key)] {
+        let Err(e) = PgKeystore::connect(&url) else {
+            panic!("{url}: connected");
+        };
+        let text = e.to_string();
+        assert!(text.contains("certificate"), "{url}: {text}");
+    }
+}

@@ -5,7 +5,9 @@
 //! `sslrootcert` (PEM), or to the system's when it is not given, and names the host
 //! connected to. `disable`, `prefer` and no `sslmode` connect without TLS (a TLS session
 //! whose server is not verified would not stop an active attacker; use a tunnel, or
-//! `verify-full`). `verify-ca` (the chain without the name) is refused.
+//! `verify-full`). `verify-ca` (the chain without the name) is refused. `sslcert` and
+//! `sslkey` (PEM files, given together) are the client's certificate chain and key, for
+//! servers that authenticate clients by certificate; they imply TLS too.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -14,8 +16,8 @@ use std::sync::Arc;
 use ::postgres::config::SslMode;
 use ::postgres::{Client, Config, NoTls};
 
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::errors::chain;
@@ -29,6 +31,10 @@ pub(super) struct TlsRequest {
     pub(super) verify: bool,
     /// The CA certificates (PEM) the server's must chain to; `None`: the system's.
     pub(super) root_cert: Option<PathBuf>,
+    /// The client's certificate chain (PEM), shown to servers that ask for one.
+    pub(super) client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub(super) client_key: Option<PathBuf>,
 }
 
 /// Splits `url` into the connection string for the driver (`sslrootcert` taken out,
@@ -74,7 +80,7 @@ pub(super) fn take_tls(url: &str) -> Result<(String, TlsRequest), String> {
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
             let (pair, after) = rest.split_at(end);
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if ["sslmode", "sslrootcert"].contains(&key) && value.starts_with('\'') {
+            if KURA_KEYS.contains(&key) && value.starts_with('\'') {
                 return Err(format!(
                     "give {key} unquoted (a path without spaces), or use a postgres:// URL"
                 ));
@@ -88,11 +94,20 @@ pub(super) fn take_tls(url: &str) -> Result<(String, TlsRequest), String> {
         }
         out
     };
+    if req.client_cert.is_some() != req.client_key.is_some() {
+        return Err("give sslcert and sslkey together (the client certificate and its key)".into());
+    }
     if mode == Some("disable") && req.verify {
-        return Err("sslmode=disable and sslrootcert contradict each other; drop one".into());
+        return Err(
+            "sslmode=disable contradicts sslrootcert, sslcert and sslkey; drop one or the other"
+                .into(),
+        );
     }
     Ok((driver, req))
 }
+
+/// The keys kura reads itself.
+const KURA_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
 enum Edit {
     Keep,
@@ -107,8 +122,13 @@ fn edit(
     mode: &mut Option<&'static str>,
 ) -> Result<Edit, String> {
     match (key, value) {
-        ("sslrootcert", path) => {
-            req.root_cert = Some(PathBuf::from(path));
+        ("sslrootcert" | "sslcert" | "sslkey", path) => {
+            let slot = match key {
+                "sslrootcert" => &mut req.root_cert,
+                "sslcert" => &mut req.client_cert,
+                _ => &mut req.client_key,
+            };
+            *slot = Some(PathBuf::from(path));
             req.verify = true;
             Ok(Edit::Drop)
         }
@@ -233,11 +253,29 @@ fn connector(req: &TlsRequest) -> Result<Option<MakeRustlsConnect>, String> {
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match (&req.client_cert, &req.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(|e| format!("cannot read sslcert {}: {e}", cert.display()))?;
+            if chain.is_empty() {
+                return Err(format!(
+                    "sslcert {} holds no PEM certificate",
+                    cert.display()
+                ));
+            }
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("sslcert and sslkey do not make a client identity: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
     Ok(Some(MakeRustlsConnect::new(config)))
 }
 
@@ -268,6 +306,7 @@ mod tests {
         let verify = |path: Option<&str>| TlsRequest {
             verify: true,
             root_cert: path.map(PathBuf::from),
+            ..TlsRequest::default()
         };
         assert_eq!(
             take(
@@ -287,6 +326,18 @@ mod tests {
             ("postgres://db/kura?sslmode=require".into(), verify(None))
         );
         assert_eq!(
+            take("postgres://db/kura?sslkey=/k.pem&sslcert=/c.pem"),
+            (
+                "postgres://db/kura".into(),
+                TlsRequest {
+                    verify: true,
+                    root_cert: None,
+                    client_cert: Some("/c.pem".into()),
+                    client_key: Some("/k.pem".into()),
+                }
+            )
+        );
+        assert_eq!(
             take("host=db  sslmode=verify-full sslrootcert=/ca.pem password='a b'"),
             (
                 "host=db  sslmode=require  password='a b'".into(),
@@ -304,6 +355,8 @@ mod tests {
                 "contradict",
             ),
             ("host=db sslrootcert='/a b'", "unquoted"),
+            ("postgres://db/k?sslcert=/c.pem", "together"),
+            ("host=db sslkey='/k.pem'", "unquoted"),
             ("postgres://db/k?sslrootcert=%zz", "escape"),
         ] {
             let e = take_tls(url).unwrap_err();
@@ -323,6 +376,7 @@ mod tests {
             let req = TlsRequest {
                 verify: true,
                 root_cert: Some(path.clone()),
+                ..TlsRequest::default()
             };
             let e = connector(&req).err().unwrap();
             assert!(e.contains(says), "{}: {e}", path.display());
