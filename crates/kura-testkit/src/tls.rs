@@ -41,31 +41,37 @@ fn openssl(args: &[&str], dir: &Path) -> io::Result<()> {
     )))
 }
 
-/// Makes `<prefix>-ca.pem`, `<prefix>-cert.pem` and `<prefix>-key.pem` in `dir`.
-pub fn server_certificate(dir: &Path, prefix: &str) -> io::Result<ServerCertificate> {
+/// The arguments that make a new P-256 key, unencrypted.
+const NEW_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
+/// Makes a key `<prefix>-key.pem` and a certificate `<prefix>-cert.pem` in `dir` for
+/// `subject`, signed by the CA `ca` / `ca_key` with the extensions `extensions`.
+fn signed(
+    dir: &Path,
+    prefix: &str,
+    subject: &str,
+    (ca, ca_key): (&Path, &Path),
+    extensions: &str,
+) -> io::Result<(PathBuf, PathBuf)> {
     let name = |what: &str| format!("{prefix}-{what}");
-    let (ca_key, ca, csr) = (name("ca-key.pem"), name("ca.pem"), name("cert.csr"));
-    let (key, cert, ext) = (name("key.pem"), name("cert.pem"), name("ext.cnf"));
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    args.extend(["-days", "1", "-subj", "/CN=kura test CA"]);
-    args.extend(["-keyout", &ca_key, "-out", &ca]);
-    openssl(&args, dir)?;
+    let (key, csr, cert, ext) = (
+        name("key.pem"),
+        name("cert.csr"),
+        name("cert.pem"),
+        name("ext.cnf"),
+    );
+    std::fs::write(dir.join(&ext), extensions)?;
     let mut args = vec!["req"];
-    args.extend(ec);
-    args.extend(["-subj", "/CN=localhost", "-keyout", &key, "-out", &csr]);
+    args.extend(NEW_KEY);
+    args.extend(["-subj", subject, "-keyout", &key, "-out", &csr]);
     openssl(&args, dir)?;
-    std::fs::write(
-        dir.join(&ext),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )?;
+    let (ca, ca_key) = (ca.display().to_string(), ca_key.display().to_string());
     openssl(
         &[
             "x509",
@@ -86,11 +92,33 @@ pub fn server_certificate(dir: &Path, prefix: &str) -> io::Result<ServerCertific
         ],
         dir,
     )?;
+    Ok((dir.join(cert), dir.join(key)))
+}
+
+/// Makes `<prefix>-ca.pem`, `<prefix>-cert.pem` and `<prefix>-key.pem` in `dir`.
+pub fn server_certificate(dir: &Path, prefix: &str) -> io::Result<ServerCertificate> {
+    let (ca, ca_key) = (
+        dir.join(format!("{prefix}-ca.pem")),
+        dir.join(format!("{prefix}-ca-key.pem")),
+    );
+    let (ca_name, ca_key_name) = (ca.display().to_string(), ca_key.display().to_string());
+    let mut args = vec!["req", "-x509"];
+    args.extend(NEW_KEY);
+    args.extend(["-days", "1", "-subj", "/CN=kura test CA"]);
+    args.extend(["-keyout", &ca_key_name, "-out", &ca_name]);
+    openssl(&args, dir)?;
+    let (cert, key) = signed(
+        dir,
+        prefix,
+        "/CN=localhost",
+        (&ca, &ca_key),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )?;
     Ok(ServerCertificate {
-        ca: dir.join(ca),
-        ca_key: dir.join(ca_key),
-        cert: dir.join(cert),
-        key: dir.join(key),
+        ca,
+        ca_key,
+        cert,
+        key,
     })
 }
 
@@ -102,43 +130,11 @@ pub fn client_certificate(
     ca: &ServerCertificate,
     user: &str,
 ) -> io::Result<(PathBuf, PathBuf)> {
-    let name = |what: &str| format!("{prefix}-{what}");
-    let (key, csr, cert) = (name("key.pem"), name("cert.csr"), name("cert.pem"));
-    let ext = name("ext.cnf");
-    std::fs::write(
-        dir.join(&ext),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )?;
-    let subject = format!("/CN={user}");
-    let mut args = vec![
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-    ];
-    args.extend(["-nodes", "-subj", &subject, "-keyout", &key, "-out", &csr]);
-    openssl(&args, dir)?;
-    let (ca_cert, ca_key) = (ca.ca.display().to_string(), ca.ca_key.display().to_string());
-    openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_cert,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &ext,
-            "-out",
-            &cert,
-        ],
+    signed(
         dir,
-    )?;
-    Ok((dir.join(cert), dir.join(key)))
+        prefix,
+        &format!("/CN={user}"),
+        (&ca.ca, &ca.ca_key),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
 }
