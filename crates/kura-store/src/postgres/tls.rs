@@ -154,7 +154,8 @@ fn edit(
     }
 }
 
-/// A URL query value with `%XX` escapes (and `+`) decoded.
+/// A URL query value with its `%XX` escapes decoded, as the driver decodes its own (a `+`
+/// stays a `+`: a path such as `/etc/c++/ca.pem` is taken as written).
 fn decode(value: &str) -> Result<String, String> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -168,10 +169,6 @@ fn decode(value: &str) -> Result<String, String> {
                     .ok_or_else(|| format!("a bad %-escape in {value:?}"))?;
                 out.push(hex);
                 i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
             }
             b => {
                 out.push(b);
@@ -326,6 +323,10 @@ mod tests {
         assert_eq!(
             take("postgres://db/kura?sslrootcert=/ca.pem"),
             ("postgres://db/kura".into(), verify(Some("/ca.pem")))
+        );
+        assert_eq!(
+            take("postgres://db/kura?sslrootcert=/etc/c++/ca.pem"),
+            ("postgres://db/kura".into(), verify(Some("/etc/c++/ca.pem")))
         );
         assert_eq!(
             take("postgres://db/kura?sslmode=require"),
