@@ -248,15 +248,14 @@ impl PgKeystore {
     /// A new connection.
     fn new_client(&self) -> Result<Client, Error> {
         tls::connect(&self.config, self.tls.as_ref()).map_err(|e| {
+            let m = self.message(&e);
             if e.code() == Some(&::postgres::error::SqlState::TOO_MANY_CONNECTIONS) {
                 self.database_error(format!(
-                    "the database refuses more connections ({}); raise its max_connections, \
+                    "the database refuses more connections ({m}); raise its max_connections, \
                      or run fewer kura nodes against it (each uses at most {} at once)",
-                    self.message(&e),
                     Self::MAX_BUSY + Self::MAX_IDLE
                 ))
-            } else if self.tls.is_some() && self.message(&e).contains("TLS handshake") {
-                let m = self.message(&e);
+            } else if self.tls.is_some() && m.contains("TLS handshake") {
                 let what = if m.contains("does not support TLS") {
                     "turn ssl on in the server's configuration, or leave sslmode out of the \
                      database URL"
@@ -271,14 +270,12 @@ impl PgKeystore {
             } else if e.as_db_error().is_some() && !is_connection_error(&e) {
                 // The server answered: wrong credentials, no such database, …
                 self.database_error(format!(
-                    "cannot connect: {}; check the database URL and the server's access rules",
-                    self.message(&e)
+                    "cannot connect: {m}; check the database URL and the server's access rules"
                 ))
             } else {
                 self.database_error(format!(
-                    "the database is unreachable ({}); check that PostgreSQL is running and \
-                     reachable (kura connects again on the next call)",
-                    self.message(&e)
+                    "the database is unreachable ({m}); check that PostgreSQL is running and \
+                     reachable (kura connects again on the next call)"
                 ))
             }
         })
