@@ -60,6 +60,8 @@ pub const GROUP: u64 = (PAGE / (SLOTS * META)) as u64;
 pub const ZEROS: u16 = 0x8000;
 const NONCE: usize = 12;
 const TAG_AT: usize = META - 16;
+/// Associated data: domain (15), salt (16), page index (8), entry bytes 12..16 (4).
+const AAD: usize = 15 + 16 + 8 + 4;
 
 /// How a page-mode file lays its pages out (the version byte of its header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,13 +159,29 @@ impl PageCipher {
         self.layout
     }
 
-    fn aad(&self, index: u64, meta: &[u8]) -> [u8; 15 + 16 + 8 + 4] {
-        let mut aad = [0u8; 15 + 16 + 8 + 4];
+    fn aad(&self, index: u64, meta: &[u8]) -> [u8; AAD] {
+        let mut aad = [0u8; AAD];
         aad[..15].copy_from_slice(self.layout.domain());
         aad[15..31].copy_from_slice(&self.salt);
         aad[31..39].copy_from_slice(&index.to_be_bytes());
         aad[39..].copy_from_slice(&meta[12..16]);
         aad
+    }
+
+    /// Starts the entry of a write of page `index`: a fresh nonce, the `used` field and
+    /// `generation` into `meta`; returns the nonce and the associated data to seal under.
+    fn begin_entry(
+        &self,
+        index: u64,
+        used: u16,
+        generation: u16,
+        meta: &mut [u8; META],
+    ) -> Result<([u8; NONCE], [u8; AAD]), Error> {
+        let nonce = kura_crypto::rng::nonce::<NONCE>()?;
+        meta[..NONCE].copy_from_slice(&nonce);
+        meta[12..14].copy_from_slice(&used.to_be_bytes());
+        meta[14..16].copy_from_slice(&generation.to_be_bytes());
+        Ok((nonce, self.aad(index, &meta[..])))
     }
 
     /// Seals page `index` holding `plain` (1..=4096 bytes) as its write of `generation`
@@ -188,11 +206,7 @@ impl PageCipher {
             .ok_or(Error::Crypto(kura_crypto::Error::Library(
                 "a page holds 1 to 4096 bytes",
             )))?;
-        let nonce = kura_crypto::rng::nonce::<NONCE>()?;
-        meta[..NONCE].copy_from_slice(&nonce);
-        meta[12..14].copy_from_slice(&used.to_be_bytes());
-        meta[14..16].copy_from_slice(&generation.to_be_bytes());
-        let aad = self.aad(index, &meta[..]);
+        let (nonce, aad) = self.begin_entry(index, used, generation, meta)?;
         let tag = if plain.len() == PAGE {
             // A whole page: encrypted straight into place, one pass.
             self.aead.seal_out_of_place(&nonce, &aad, plain, ct)?
@@ -220,11 +234,7 @@ impl PageCipher {
             .ok_or(Error::Crypto(kura_crypto::Error::Library(
                 "a page of zeros is of version 2 and holds 1 to 4096 bytes",
             )))?;
-        let nonce = kura_crypto::rng::nonce::<NONCE>()?;
-        meta[..NONCE].copy_from_slice(&nonce);
-        meta[12..14].copy_from_slice(&(used | ZEROS).to_be_bytes());
-        meta[14..16].copy_from_slice(&generation.to_be_bytes());
-        let aad = self.aad(index, &meta[..]);
+        let (nonce, aad) = self.begin_entry(index, used | ZEROS, generation, meta)?;
         let tag = self.aead.seal_in_place(&nonce, &aad, &mut [])?;
         meta[TAG_AT..].copy_from_slice(&tag);
         Ok(())
