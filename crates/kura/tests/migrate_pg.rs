@@ -131,7 +131,7 @@ fn docs_value(column: &str, i: i64, lg: &Legacy, other: &Legacy, v: &Vault) -> O
                 _ => env,
             }
         }
-        Kind::Foreign => other.encrypt(&p, format),
+        Kind::Foreign => other.encrypt_foreign(&p, format, lg),
         Kind::Openssl if matches!((column, i), ("body", 14) | ("photo", 22)) => {
             lg.openssl(&p, KRE_IV).into_bytes()
         }

@@ -33,7 +33,10 @@ fn build(sb: &Sandbox, lg: &Legacy, vault: &kura_keys::Vault) -> PathBuf {
             _ if i % 50 == 0 => None,
             _ if i % 60 == 0 => Some(String::new()),
             3 => Some(base64_env(vault, &plain("body", i, 200), "body", &id)),
-            5 => Some(String::from_utf8(other.encrypt(b"x", LegacyFormat::Base64IvCt)).unwrap()),
+            5 => Some(
+                String::from_utf8(other.encrypt_foreign(b"x", LegacyFormat::Base64IvCt, lg))
+                    .unwrap(),
+            ),
             _ if i % 7 == 0 => Some(lg.openssl(&plain("body", i, 200), [i as u8; 16])),
             _ => Some(
                 String::from_utf8(lg.encrypt(&plain("body", i, 200), LegacyFormat::Base64IvCt))

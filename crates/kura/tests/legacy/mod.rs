@@ -42,6 +42,23 @@ impl Legacy {
         self.key.encrypt(plain, format).unwrap()
     }
 
+    /// `plain` under this key, as a value `theirs` does not decrypt. Under a wrong key the
+    /// last block still has valid padding about once in 256 values: such a value would
+    /// migrate as garbage, and no migration could tell; a fresh IV gives another value.
+    pub(crate) fn encrypt_foreign(
+        &self,
+        plain: &[u8],
+        format: LegacyFormat,
+        theirs: &Legacy,
+    ) -> Vec<u8> {
+        loop {
+            let v = self.encrypt(plain, format);
+            if theirs.key.decrypt(&v, format).is_err() {
+                return v;
+            }
+        }
+    }
+
     /// `plain` encrypted by `openssl enc -aes-128-cbc -K … -iv …`, IV prepended, base64.
     pub(crate) fn openssl(&self, plain: &[u8], iv: [u8; 16]) -> String {
         let mut child = Command::new("openssl")
